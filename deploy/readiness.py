@@ -1,0 +1,36 @@
+"""Exit 0 when every model has READY workers, else print why and exit 1.
+
+    python -m deploy.readiness                       # check once (a probe)
+    python -m deploy.readiness --wait 120 mnist      # wait for mnist (make serve)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from deploy.client import TorchServeClient
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="*", help="models that must be READY (default: all registered)")
+    parser.add_argument("--management", default="http://127.0.0.1:8081")
+    parser.add_argument("--key-file", type=Path, default=Path("key_file.json"))
+    parser.add_argument("--no-auth", action="store_true", help="token authorization is off")
+    parser.add_argument("--wait", type=float, default=0, help="seconds to keep polling before giving up")
+    args = parser.parse_args(argv)
+
+    client = TorchServeClient(management_url=args.management, key_file=None if args.no_auth else args.key_file,
+                              timeout=5)
+    status = client.wait_until_ready(args.models or None, timeout=args.wait)
+    if status:
+        print("ready")
+        return 0
+    print("not ready: " + "; ".join(status.reasons), file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

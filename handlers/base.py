@@ -1,0 +1,107 @@
+"""The one TorchServe handler base every model's handler extends.
+
+A subclass says only what differs, LitServe-style:
+  decode_request(payload) -> one model-ready example (raise InputError for bad input)
+  collate(examples)       -> the model's batched input (default: torch.stack)
+  encode_responses(out)   -> one JSON-able answer per example
+and may override split_request() when one HTTP request carries several examples.
+
+What the base adds over TorchServe's BaseHandler: each request of a batch is validated on its
+own, so a bad one gets its own 4xx JSON answer (via context.set_response_status) while its
+neighbours are computed normally; limits come from the model's model-config.yaml `handler:`
+section; torch threads are pinned so workers x threads never oversubscribe the cores.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from http import HTTPStatus
+
+import torch
+from ts.torch_handler.base_handler import BaseHandler
+
+from handlers.transforms.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+
+def error_body(status: int, message: str) -> dict:
+    """The same shape TorchServe uses for its own errors."""
+    return {"code": status, "type": HTTPStatus(status).phrase, "message": message}
+
+
+class ServingHandler(BaseHandler):
+    # Defaults for the model-config.yaml `handler:` keys this handler reads; subclasses extend.
+    default_settings: dict = {"torch_threads": None}
+
+    def initialize(self, context):
+        yaml_config = getattr(context, "model_yaml_config", None) or {}
+        self.settings = {**self.default_settings, **(yaml_config.get("handler") or {})}
+        threads = self.settings["torch_threads"] or int(os.environ.get("OMP_NUM_THREADS", "1"))
+        torch.set_num_threads(threads)
+        super().initialize(context)  # device from gpu_id, loads the TorchScript file, eval()
+        logger.info("%s ready on %s with %d torch threads", type(self).__name__, self.device, threads)
+
+    # --- per-model hooks -------------------------------------------------------------------
+    def split_request(self, payload) -> tuple[list, bool]:
+        """One request -> (examples, answer_is_a_list). Default: one example, one answer."""
+        return [payload], False
+
+    def decode_request(self, payload):
+        raise NotImplementedError
+
+    def collate(self, examples: list):
+        return torch.stack(examples).to(self.device)
+
+    def encode_responses(self, outputs) -> list:
+        raise NotImplementedError
+
+    # --- the request path ------------------------------------------------------------------
+    @staticmethod
+    def request_payload(row: dict):
+        """The body of one request: raw body, or the multipart field named `data`.
+
+        TorchServe hands over bytearray for binary bodies, str for text/*, and an already
+        parsed dict/list for application/json.
+        """
+        for key in ("data", "body"):
+            if row.get(key) is not None:
+                return row[key]
+        raise InputError("empty body: send the input as the request body or a multipart field 'data'")
+
+    def handle(self, data: list[dict], context) -> list:
+        self.context = context
+        answers: list = [None] * len(data)
+        examples, spans = [], []  # spans: (request index, first example, end, answer_is_a_list)
+        for idx, row in enumerate(data):
+            context.set_response_content_type(idx, "application/json")
+            try:
+                items, many = self.split_request(self.request_payload(row))
+                decoded = [self.decode_request(item) for item in items]
+            except InputError as error:
+                answers[idx] = self._reject(context, idx, error.status, error.message)
+                continue
+            except Exception:  # a bug in decoding one request must not fail its neighbours
+                logger.exception("decoding request %d failed", idx)
+                answers[idx] = self._reject(context, idx, 500, "internal error while decoding the input")
+                continue
+            spans.append((idx, len(examples), len(examples) + len(decoded), many))
+            examples.extend(decoded)
+
+        if examples:
+            outputs = self.predict(examples)
+            for idx, start, end, many in spans:
+                answers[idx] = outputs[start:end] if many else outputs[start]
+        return answers
+
+    def predict(self, examples: list) -> list:
+        batch = self.collate(examples)
+        with torch.inference_mode():
+            outputs = self.model(*batch) if isinstance(batch, tuple) else self.model(batch)
+        return self.encode_responses(outputs.float().cpu())
+
+    @staticmethod
+    def _reject(context, idx: int, status: int, message: str) -> dict:
+        context.set_response_status(status, HTTPStatus(status).phrase, idx)
+        return error_body(status, message)

@@ -1,0 +1,22 @@
+"""Shared base for handlers whose requests are one image each (MNIST, ResNet)."""
+
+from __future__ import annotations
+
+from handlers.base import ServingHandler
+from handlers.transforms.errors import InputError
+from handlers.transforms.images import decode_image
+
+
+class ImageHandler(ServingHandler):
+    default_settings = {**ServingHandler.default_settings,
+                        "max_image_bytes": 4 * 1024 * 1024, "max_image_pixels": 16_000_000}
+
+    def decode_request(self, payload):
+        if not isinstance(payload, (bytes, bytearray)):
+            raise InputError(f"expected PNG or JPEG bytes, got {type(payload).__name__} "
+                             "(send the image as the raw body, not JSON or text)", status=415)
+        image = decode_image(payload, self.settings["max_image_bytes"], self.settings["max_image_pixels"])
+        return self.image_to_tensor(image)
+
+    def image_to_tensor(self, image):
+        raise NotImplementedError

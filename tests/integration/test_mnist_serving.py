@@ -1,0 +1,116 @@
+"""MNIST served by a real TorchServe, checked over HTTP."""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+import torch
+from PIL import Image
+
+from handlers.transforms import digits
+from tests.heldout import mnist_test_digits
+from tests.images import decompression_bomb_png, encode, png_of_pixels
+
+
+def test_heldout_digits_get_their_labels(client):
+    pixels, labels = mnist_test_digits()
+    predicted = [client.predict("mnist", data=png_of_pixels(p)).json()["label"] for p in pixels]
+    accuracy = np.mean(np.array(predicted) == labels)
+    assert accuracy >= 0.8, f"served accuracy {accuracy:.2f} on {len(labels)} held-out digits"
+
+
+def test_served_probabilities_equal_offline_torchscript(client, artifacts):
+    model = torch.jit.load(str(artifacts / "mnist" / "mnist.torchscript.pt")).eval()
+    pixels, _ = mnist_test_digits()
+    for digit in pixels[:5]:
+        body = png_of_pixels(digit)
+        served = client.predict("mnist", data=body).json()
+        offline = model(digits.image_to_tensor(Image.open(io.BytesIO(body))).unsqueeze(0)).softmax(1)[0]
+        served_probabilities = torch.tensor([served["probabilities"][name] for name in digits.CLASS_NAMES])
+        assert torch.allclose(served_probabilities, offline, atol=1e-5)
+        assert served["label"] == int(offline.argmax())
+
+
+def test_any_size_and_mode_is_accepted(client):
+    digit = mnist_test_digits()[0][0]
+    large_rgb = Image.fromarray(digit).resize((280, 280)).convert("RGB")
+    for body in (encode(large_rgb, "JPEG", quality=90), encode(large_rgb.convert("RGBA")),
+                 encode(Image.fromarray(digit).convert("P"))):
+        response = client.predict("mnist", data=body)
+        assert response.status_code == 200, response.text
+        assert set(response.json()) == {"label", "probabilities"}
+
+
+def test_multipart_field_data_is_accepted(client, server):
+    digit, label = mnist_test_digits()[0][3], mnist_test_digits()[1][3]
+    response = requests.post(f"{server.inference_url}/predictions/mnist",
+                             files={"data": ("digit.png", png_of_pixels(digit), "image/png")},
+                             headers=client._auth("inference"), timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json()["label"] == label
+
+
+def model_log_batches(server) -> int:
+    return (server.workdir / "logs" / "model_log.log").read_text().count("Backend received inference")
+
+
+def test_bad_item_in_batch_gets_400_and_neighbours_succeed(client, server):
+    pixels, _ = mnist_test_digits()
+    bodies = [png_of_pixels(pixels[0]), b"this is not an image", png_of_pixels(pixels[1]),
+              png_of_pixels(pixels[2])]
+    batches_before = model_log_batches(server)
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        responses = list(pool.map(lambda body: client.predict("mnist", data=body), bodies))
+    assert model_log_batches(server) - batches_before < len(bodies), "requests were not batched together"
+    assert [r.status_code for r in responses] == [200, 415, 200, 200]
+    assert "not a PNG or JPEG" in responses[1].json()["message"]
+    for i in (0, 2, 3):
+        batched, alone = responses[i].json(), client.predict("mnist", data=bodies[i]).json()
+        assert batched["label"] == alone["label"]
+        assert np.allclose(list(batched["probabilities"].values()), list(alone["probabilities"].values()), atol=1e-5)
+
+
+@pytest.mark.parametrize("body, status, words", [
+    (b"", 400, "empty body"),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, 415, "not a PNG or JPEG"),
+    (decompression_bomb_png(), 413, "pixels"),
+    (encode(Image.fromarray(mnist_test_digits()[0][0]))[:-60], 400, "truncated"),
+])
+def test_bad_input_gets_json_4xx_and_worker_stays_up(client, server, body, status, words):
+    pids = server.worker_pids("mnist")
+    response = client.predict("mnist", data=body)
+    assert response.status_code == status, response.text
+    assert words in response.json()["message"]
+    assert server.worker_pids("mnist") == pids
+    assert client.predict("mnist", data=png_of_pixels(mnist_test_digits()[0][0])).status_code == 200
+
+
+def test_json_body_is_refused_with_415(client):
+    response = client.predict("mnist", json_body={"image": "nope"})
+    assert response.status_code == 415
+    assert "expected PNG or JPEG bytes" in response.json()["message"]
+
+
+def test_body_over_max_request_size_gets_413(client):
+    response = client.predict("mnist", data=b"\x00" * (4 * 1024 * 1024 + 1))
+    assert response.status_code == 413
+
+
+def test_requests_without_or_with_a_wrong_token_are_refused(server):
+    body = png_of_pixels(mnist_test_digits()[0][0])
+    url = f"{server.inference_url}/predictions/mnist"
+    assert requests.post(url, data=body, timeout=10).status_code in (400, 401)
+    wrong = requests.post(url, data=body, headers={"Authorization": "Bearer wrong-key"}, timeout=10)
+    assert wrong.status_code in (400, 401)
+    assert requests.get(f"{server.management_url}/models", timeout=10).status_code in (400, 401)
+
+
+def test_metrics_port_serves_prometheus_text(client, server):
+    client.predict("mnist", data=png_of_pixels(mnist_test_digits()[0][0]))
+    response = requests.get(f"{server.metrics_url}/metrics", timeout=10)
+    assert response.status_code == 200
+    assert "# TYPE" in response.text and 'model_name="mnist"' in response.text

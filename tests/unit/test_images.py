@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from handlers.transforms.errors import InputError
+from handlers.transforms.images import decode_image, to_grayscale
+from tests.images import decompression_bomb_png, encode
+
+LIMITS = {"max_bytes": 1_000_000, "max_pixels": 1_000_000}
+
+
+def test_png_and_jpeg_decode_to_loaded_images():
+    for fmt in ("PNG", "JPEG"):
+        image = decode_image(encode(Image.new("RGB", (40, 30), "white"), fmt), **LIMITS)
+        assert image.size == (40, 30)
+
+
+@pytest.mark.parametrize("data, status, words", [
+    (b"", 400, "empty body"),
+    (b"GIF89a" + b"\x00" * 100, 415, "not a PNG or JPEG"),
+    (b"hello world", 415, "not a PNG or JPEG"),
+    (b"\x00" * 1_000_001, 413, "bytes"),
+])
+def test_bad_bytes_raise_input_error_with_status(data, status, words):
+    with pytest.raises(InputError) as error:
+        decode_image(data, **LIMITS)
+    assert error.value.status == status and words in error.value.message
+
+
+def test_gif_is_refused_even_when_valid():
+    with pytest.raises(InputError) as error:
+        decode_image(encode(Image.new("P", (8, 8)), "GIF"), **LIMITS)
+    assert error.value.status == 415
+
+
+def test_decompression_bomb_is_refused_from_its_header():
+    bomb = decompression_bomb_png()
+    assert len(bomb) < 200_000
+    with pytest.raises(InputError) as error:
+        decode_image(bomb, **LIMITS)
+    assert error.value.status == 413 and "pixels" in error.value.message
+
+
+def test_truncated_png_and_jpeg_are_refused():
+    for fmt in ("PNG", "JPEG"):
+        noisy = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8))
+        data = encode(noisy, fmt)
+        with pytest.raises(InputError) as error:
+            decode_image(data[: len(data) // 2], **LIMITS)
+        assert error.value.status == 400 and "truncated or corrupt" in error.value.message
+
+
+def test_to_grayscale_handles_modes():
+    rgba = Image.new("RGBA", (4, 4), (255, 255, 255, 0))
+    assert np.asarray(to_grayscale(rgba, background=0)).max() == 0  # transparent -> background
+    sixteen = Image.fromarray(np.array([[0, 1000], [2000, 4000]], dtype=np.uint16))
+    assert sixteen.mode.startswith("I")
+    gray = np.asarray(to_grayscale(sixteen))
+    assert gray.dtype == np.uint8 and gray.min() == 0 and gray.max() == 255
+    cmyk = Image.new("CMYK", (3, 3), (0, 0, 0, 0))
+    assert to_grayscale(cmyk).mode == "L"
+    assert to_grayscale(Image.new("P", (3, 3))).mode == "L"

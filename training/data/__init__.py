@@ -1,0 +1,1 @@
+"""Loaders of the real datasets: one function per dataset, returning arrays and splits."""
