@@ -39,7 +39,7 @@ class TorchServeClient:
         self.timeout = timeout
         self.session = requests.Session()
 
-    def _auth(self, kind: str) -> dict[str, str]:
+    def auth_headers(self, kind: str) -> dict[str, str]:
         if self.key_file is None:
             return {}
         return {"Authorization": f"Bearer {read_keys(self.key_file)[kind]}"}
@@ -47,16 +47,16 @@ class TorchServeClient:
     def predict(self, model: str, data=None, json_body=None, headers: dict | None = None) -> requests.Response:
         """POST to /predictions/<model>: `data` as the raw body, or `json_body` as JSON."""
         return self.session.post(f"{self.inference_url}/predictions/{model}", data=data, json=json_body,
-                                 headers={**self._auth("inference"), **(headers or {})}, timeout=self.timeout)
+                                 headers={**self.auth_headers("inference"), **(headers or {})}, timeout=self.timeout)
 
     def describe(self, model: str) -> list[dict]:
-        response = self.session.get(f"{self.management_url}/models/{model}", headers=self._auth("management"),
+        response = self.session.get(f"{self.management_url}/models/{model}", headers=self.auth_headers("management"),
                                     timeout=self.timeout)
         response.raise_for_status()
         return response.json()
 
     def registered_models(self) -> list[str]:
-        response = self.session.get(f"{self.management_url}/models", headers=self._auth("management"),
+        response = self.session.get(f"{self.management_url}/models", headers=self.auth_headers("management"),
                                     timeout=self.timeout)
         response.raise_for_status()
         return [entry["modelName"] for entry in response.json()["models"]]

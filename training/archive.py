@@ -39,7 +39,7 @@ def record_checksum(store: Path, mar: Path) -> None:
 
 
 def archive(name: str, artifacts: Path, store: Path, model_config: Path | None = None,
-            version: str = "1.0") -> Path:
+            handler: Path | None = None, version: str = "1.0") -> Path:
     model_dir = artifacts / name
     serialized = model_dir / f"{name}.torchscript.pt"
     if not serialized.exists():
@@ -55,7 +55,7 @@ def archive(name: str, artifacts: Path, store: Path, model_config: Path | None =
             str(Path(sys.executable).with_name("torch-model-archiver")),
             "--model-name", name, "--version", version,
             "--serialized-file", str(serialized),
-            "--handler", str(REPO / "handlers" / f"{name}.py"),
+            "--handler", str(handler or REPO / "handlers" / f"{name}.py"),
             "--extra-files", ",".join(extra),
             "--config-file", str(model_config or REPO / "handlers" / "config" / f"{name}.yaml"),
             "--export-path", str(store), "--force",
