@@ -9,13 +9,14 @@ from handlers.transforms.images import decode_image
 
 class ImageHandler(ServingHandler):
     default_settings = {**ServingHandler.default_settings,
-                        "max_image_bytes": 4 * 1024 * 1024, "max_image_pixels": 16_000_000}
+                        "max_image_bytes": 4 * 1024 * 1024, "max_image_pixels": 16_000_000, "min_image_side": 8}
 
     def decode_request(self, payload):
         if not isinstance(payload, (bytes, bytearray)):
             raise InputError(f"expected PNG or JPEG bytes, got {type(payload).__name__} "
                              "(send the image as the raw body, not JSON or text)", status=415)
-        image = decode_image(payload, self.settings["max_image_bytes"], self.settings["max_image_pixels"])
+        image = decode_image(payload, self.settings["max_image_bytes"], self.settings["max_image_pixels"],
+                             self.settings["min_image_side"])
         return self.image_to_tensor(image)
 
     def image_to_tensor(self, image):

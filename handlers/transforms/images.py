@@ -12,7 +12,7 @@ from handlers.transforms.errors import InputError
 ACCEPTED_FORMATS = ("PNG", "JPEG")
 
 
-def decode_image(data: bytes | bytearray, max_bytes: int, max_pixels: int) -> Image.Image:
+def decode_image(data: bytes | bytearray, max_bytes: int, max_pixels: int, min_side: int = 1) -> Image.Image:
     """PNG/JPEG bytes -> a fully loaded PIL image.
 
     The size check reads only the header, so a decompression bomb (a tiny file that declares a
@@ -34,8 +34,8 @@ def decode_image(data: bytes | bytearray, max_bytes: int, max_pixels: int) -> Im
     if width * height > max_pixels:
         raise InputError(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}",
                          status=413)
-    if width == 0 or height == 0:
-        raise InputError("image has no pixels")
+    if min(width, height) < min_side:
+        raise InputError(f"image is {width}x{height}; both sides must be at least {min_side} px", status=422)
     try:
         image.load()
     except (OSError, SyntaxError, ValueError) as error:

@@ -60,3 +60,10 @@ def test_to_grayscale_handles_modes():
     cmyk = Image.new("CMYK", (3, 3), (0, 0, 0, 0))
     assert to_grayscale(cmyk).mode == "L"
     assert to_grayscale(Image.new("P", (3, 3))).mode == "L"
+
+
+def test_images_too_thin_to_hold_anything_get_422():
+    for size in ((1, 1), (10_000, 1), (3, 500)):
+        with pytest.raises(InputError) as error:
+            decode_image(encode(Image.new("L", size, 128)), **LIMITS, min_side=8)
+        assert error.value.status == 422 and "at least 8 px" in error.value.message

@@ -1,0 +1,88 @@
+"""Hostile requests, generated: what attackers, fuzzers and broken clients send.
+
+Each case names the model it targets, the body and headers, and the answer it must get. The
+integration suite sends every case to a real TorchServe and checks the answer, the time it
+took, that no worker restarted, and that the next good request is still answered.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from tests.images import decompression_bomb_png, encode
+
+
+@dataclass(frozen=True)
+class HostileCase:
+    name: str
+    model: str
+    body: bytes
+    status: int
+    words: str = ""  # must appear in the JSON message ("" where the frontend answers with no body)
+    headers: dict = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}-{self.name}"
+
+
+def noise_image(size=(64, 64), mode="RGB", seed=0) -> Image.Image:
+    channels = {"L": 1, "RGB": 3, "RGBA": 4}[mode]
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], channels), dtype=np.uint8)
+    return Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels, mode=mode)
+
+
+def png_with_bad_crc() -> bytes:
+    data = bytearray(encode(noise_image()))
+    data[33 + 20] ^= 0xFF  # inside the first IDAT chunk: its CRC no longer matches
+    return bytes(data)
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A syntactically valid PNG header that declares width x height, with a tiny IDAT."""
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + \
+        chunk(b"IEND", b"")
+
+
+def animated_gif() -> bytes:
+    frames = [noise_image((32, 32), seed=seed).convert("P") for seed in range(3)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=50, loop=0)
+    return buffer.getvalue()
+
+
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><script>alert(1)</script></svg>'
+
+
+def image_cases(model: str, max_image_bytes: int) -> list[HostileCase]:
+    jpeg, png = encode(noise_image(), "JPEG"), encode(noise_image())
+    cases = [
+        HostileCase("empty-body", model, b"", 400, "empty body"),
+        HostileCase("json-instead-of-image", model, b'{"image": "x"}', 415, "expected PNG or JPEG bytes",
+                    {"Content-Type": "application/json"}),
+        HostileCase("text-instead-of-image", model, b"a digit, honestly", 415, "expected PNG or JPEG bytes",
+                    {"Content-Type": "text/plain"}),
+        HostileCase("random-bytes", model, np.random.default_rng(1).bytes(5000), 415, "not a PNG or JPEG"),
+        HostileCase("png-magic-then-garbage", model, b"\x89PNG\r\n\x1a\n" + b"\xff" * 200, 415, "not a PNG or JPEG"),
+        HostileCase("truncated-png", model, png[: len(png) // 2], 400, "truncated or corrupt"),
+        HostileCase("truncated-jpeg", model, jpeg[: len(jpeg) // 2], 400, "truncated or corrupt"),
+        HostileCase("png-bad-crc", model, png_with_bad_crc(), 400, "truncated or corrupt"),
+        HostileCase("decompression-bomb", model, decompression_bomb_png(), 413, "pixels"),
+        HostileCase("declared-2-billion-pixels", model, png_declaring(50_000, 40_000), 413, "pixels"),
+        HostileCase("one-pixel", model, encode(Image.new("L", (1, 1), 128)), 422, "at least"),
+        HostileCase("10000x1", model, encode(Image.new("L", (10_000, 1), 128)), 422, "at least"),
+        HostileCase("animated-gif", model, animated_gif(), 415, "not a PNG or JPEG"),
+        HostileCase("svg-with-script", model, SVG, 415, "not a PNG or JPEG", {"Content-Type": "image/svg+xml"}),
+        HostileCase("over-model-byte-limit", model, b"\xff\xd8\xff" + b"\x00" * max_image_bytes, 413, "limit"),
+        HostileCase("over-max-request-size", model, b"\x00" * (4 * 1024 * 1024 + 1), 413),
+    ]
+    return cases

@@ -1,0 +1,104 @@
+"""Every hostile request gets a clear 4xx quickly, costs no worker, and loses nothing."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+from PIL import Image
+
+from tests.conftest import FAST_TRAINING, REPO
+from tests.heldout import mnist_test_digits
+from tests.hostile_corpus import HostileCase, image_cases
+from tests.images import encode, png_of_pixels
+
+
+def handler_setting(model: str, key: str):
+    return yaml.safe_load((REPO / "handlers" / "config" / f"{model}.yaml").read_text())["handler"][key]
+
+
+CASES: list[HostileCase] = image_cases("mnist", handler_setting("mnist", "max_image_bytes"))
+GOOD_BODIES = {"mnist": lambda: png_of_pixels(mnist_test_digits()[0][0])}
+ANSWER_TIME_LIMIT_S = 5
+
+
+def assert_good_request_answered(client, model: str) -> None:
+    response = client.predict(model, data=GOOD_BODIES[model]())
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.model in FAST_TRAINING], ids=lambda c: c.id)
+def test_hostile_request_gets_a_clear_4xx_quickly_and_no_worker_restarts(case, server, client):
+    pids = server.worker_pids(case.model)
+    started = time.monotonic()
+    response = client.predict(case.model, data=case.body, headers=case.headers)
+    elapsed = time.monotonic() - started
+    assert response.status_code == case.status, response.text[:300]
+    if case.words:
+        body = response.json()
+        assert case.words in body["message"] and body["code"] == case.status
+    assert elapsed < ANSWER_TIME_LIMIT_S
+    assert server.worker_pids(case.model) == pids
+    assert_good_request_answered(client, case.model)
+
+
+def test_hostile_requests_mixed_into_batches_leave_neighbours_unaffected(server, client):
+    model = "mnist"
+    hostile = [c for c in CASES if c.model == model and c.name != "over-max-request-size"]
+    good = GOOD_BODIES[model]()
+    expected = client.predict(model, data=good).json()
+    requests_in_order = [(case.body, case.headers, case.status) for case in hostile]
+    requests_in_order = [item for case in requests_in_order for item in (case, (good, {}, 200))]
+    pids = server.worker_pids(model)
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda r: client.predict(model, data=r[0], headers=r[1]), requests_in_order))
+    assert [r.status_code for r in responses] == [status for _, _, status in requests_in_order]
+    for response, (body, _, _) in zip(responses, requests_in_order):
+        if body is good:
+            assert response.json()["label"] == expected["label"]
+    assert server.worker_pids(model) == pids
+
+
+def test_slow_upload_does_not_block_other_clients(server, client):
+    address = urlparse(server.inference_url)
+    token = client.auth_headers("inference")["Authorization"]
+    with socket.create_connection((address.hostname, address.port), timeout=10) as slow:
+        slow.sendall(b"POST /predictions/mnist HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                     b"Content-Length: 100000\r\nAuthorization: " + token.encode() + b"\r\n\r\n")
+        for _ in range(6):  # 3 s of a byte every half second: bounded
+            slow.sendall(b"\x89")
+            started = time.monotonic()
+            assert_good_request_answered(client, "mnist")
+            assert time.monotonic() - started < 2
+            time.sleep(0.5)
+    assert_good_request_answered(client, "mnist")
+
+
+@pytest.mark.parametrize("path", ["/predictions/..%2F..%2Fetc%2Fpasswd", "/predictions/../../etc/passwd",
+                                  "/predictions/mnist%00.mar", "/predictions/%2e%2e/mnist"])
+def test_path_traversal_in_model_names_finds_no_model(server, client, path):
+    address = urlparse(server.inference_url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+    connection.request("POST", path, body=GOOD_BODIES["mnist"](), headers=client.auth_headers("inference"))
+    response = connection.getresponse()
+    assert response.status in (400, 404), response.status
+    connection.close()
+    assert_good_request_answered(client, "mnist")
+
+
+@pytest.mark.parametrize("mode", ["I;16", "CMYK"])
+def test_16_bit_and_cmyk_images_are_answered_like_their_8_bit_versions(server, client, mode):
+    digit = mnist_test_digits()[0][4]
+    if mode == "I;16":
+        image, fmt = Image.fromarray(digit.astype("uint16") * 257), "PNG"
+    else:
+        image, fmt = Image.fromarray(digit).convert("CMYK"), "JPEG"
+    unusual = client.predict("mnist", data=encode(image, fmt))
+    plain = client.predict("mnist", data=png_of_pixels(digit))
+    assert unusual.status_code == 200, unusual.text
+    assert unusual.json()["label"] == plain.json()["label"]
