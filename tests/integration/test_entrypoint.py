@@ -15,17 +15,11 @@ import pytest
 
 from deploy.client import TorchServeClient
 from tests.conftest import FAST_TRAINING
-from tests.heldout import mnist_test_digits
-from tests.images import png_of_pixels
+from tests.samples import SAMPLE_REQUESTS
 from tests.torchserve_process import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ENV_BATCH_SIZE = 3  # differs from every shipped model-config, so the test sees the env win
-
-# One valid request body per model; a new model in FAST_TRAINING needs one here.
-SAMPLE_REQUESTS = {
-    "mnist": lambda: png_of_pixels(mnist_test_digits()[0][0]),
-}
 
 
 def entrypoint(env: dict[str, str], cwd: Path) -> subprocess.Popen:
