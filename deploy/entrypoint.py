@@ -1,7 +1,8 @@
 """Run TorchServe in the foreground for a container, a pod, or a host.
 
     python -m deploy.entrypoint                 # verify, render, serve until SIGTERM/SIGINT
-    python -m deploy.entrypoint --print-config  # show what would be rendered, start nothing
+    python -m deploy.entrypoint --print-config  # show the TorchServe config it would render
+    python -m deploy.entrypoint --print-model-config   # ... and what it lays over each model-config
 
 Steps: restrictive umask; a private run folder (0700) for the rendered config, the key file,
 logs and temp files; every archive checked against SHA256SUMS and unpacked with the
@@ -119,15 +120,19 @@ def serve(settings: ServeSettings, config: Path) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--print-config", action="store_true",
-                        help="print the rendered config.properties keys and model-config, start nothing")
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument("--print-config", action="store_true", help="print the rendered config.properties, start nothing")
+    shown.add_argument("--print-model-config", action="store_true",
+                       help="print what is laid over each model's model-config, start nothing")
     args = parser.parse_args(argv)
     os.umask(0o077)  # every file TorchServe and its workers write is private to this user
     try:
         settings = settings_from_env()
         if args.print_config:
             print(render_properties(settings.base_config, settings.properties()), end="")
-            print("# laid over each model's model-config:\n" + yaml.safe_dump(settings.model_config(), sort_keys=False))
+            return 0
+        if args.print_model_config:
+            print(yaml.safe_dump(settings.model_config(), sort_keys=False), end="")
             return 0
         log(describe(settings))
         if settings.oversubscribed:

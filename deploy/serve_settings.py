@@ -160,9 +160,10 @@ class ServeSettings:
 def settings_from_env(env: dict[str, str] | None = None) -> ServeSettings:
     env = dict(os.environ if env is None else env)
     model_store = Path(env.get("SERVE_MODEL_STORE", REPO / "model_store")).resolve()
-    archived = sorted(name.removesuffix(".mar") for name in read_checksums(model_store) if name.endswith(".mar"))
-    models = [name.strip() for name in env["SERVE_MODELS"].split(",") if name.strip()] \
-        if env.get("SERVE_MODELS") else archived
+    if env.get("SERVE_MODELS"):
+        models = [name.strip() for name in env["SERVE_MODELS"].split(",") if name.strip()]
+    else:
+        models = sorted(name.removesuffix(".mar") for name in read_checksums(model_store) if name.endswith(".mar"))
     if not models:
         raise SettingsError(f"no model to serve: {model_store}/SHA256SUMS lists no .mar and SERVE_MODELS is empty")
     for name in models:

@@ -77,6 +77,18 @@ def test_entrypoint_serves_every_model_with_env_settings_and_private_files(serve
     assert stat.S_IMODE((run_dir / "key_file.json").stat().st_mode) == 0o600
 
 
+def probe(client: TorchServeClient, *flags: str) -> int:
+    """deploy.readiness as the container's HEALTHCHECK and the pod's probes run it."""
+    return subprocess.run([sys.executable, "-m", "deploy.readiness", "--management", client.management_url,
+                           "--key-file", str(client.key_file), *flags], cwd=REPO, capture_output=True).returncode
+
+
+def test_readiness_and_liveness_probes_pass_while_serving(served):
+    _, client, _ = served
+    assert probe(client) == 0
+    assert probe(client, "--live") == 0
+
+
 def test_sigterm_stops_torchserve_gracefully_with_status_0(served):
     process, client, workdir = served
     torchserve = psutil.Process(process.pid).children(recursive=True)
@@ -86,6 +98,7 @@ def test_sigterm_stops_torchserve_gracefully_with_status_0(served):
     gone, alive = psutil.wait_procs(torchserve, timeout=10)
     assert not alive, f"left running after the stop: {alive}"
     assert not client.readiness()
+    assert probe(client, "--live") == 1
     assert "stopping TorchServe gracefully" in (workdir / "entrypoint.log").read_text()
 
 
