@@ -50,6 +50,8 @@ def prepare_run_dir(settings: ServeSettings) -> Path:
     """Private folders, verified and unpacked models, and the rendered config; returns the config."""
     run_dir = settings.run_dir
     run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if run_dir.is_symlink() or run_dir.stat().st_uid != os.getuid():
+        raise SettingsError(f"{run_dir} must be a folder of this user (uid {os.getuid()}), not a link or another's")
     run_dir.chmod(0o700)  # an existing folder (a mounted volume) must be private too
     for name in ("logs", "tmp"):
         (run_dir / name).mkdir(mode=0o700, exist_ok=True)

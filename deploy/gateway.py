@@ -79,17 +79,22 @@ class GatewayHandler(BaseHTTPRequestHandler):
         return bool(token) and any(hmac.compare_digest(token, key) for key in self.config.client_keys())
 
     def forward(self) -> tuple[int, dict[str, str], bytes]:
+        keep_alive = not self.close_connection
+        self.close_connection = True  # until the body is read, no further request can follow on this connection
         if not ALLOWED_ROUTE.match(self.path):
             return error(404, f"{urlparse(self.path).path} is not served here: use /predictions/<model>")
         if self.path.startswith("/predictions") and not self.authorized():
             return error(401, "missing or wrong key: send 'Authorization: Bearer <client key>'")
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             return error(411, "send the body with a Content-Length")
-        length = int(self.headers.get("Content-Length") or 0)
+        declared = self.headers.get("Content-Length") or "0"
+        if not declared.isdigit():
+            return error(400, "Content-Length must be a number of bytes")
+        length = int(declared)
         if length > self.config.max_body:
-            self.close_connection = True  # the unread body must not be taken for the next request
             return error(413, f"request body of {length} bytes exceeds the limit of {self.config.max_body}")
         body = self.rfile.read(length) if length else None
+        self.close_connection = not keep_alive
         headers = {name: value for name, value in self.headers.items() if name.lower() not in HOP_BY_HOP}
         try:
             headers["Authorization"] = f"Bearer {self.config.torchserve_key()}"
@@ -111,6 +116,8 @@ class GatewayHandler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 

@@ -184,7 +184,7 @@ def settings_from_env(env: dict[str, str] | None = None) -> ServeSettings:
     return ServeSettings(
         model_store=model_store, models=models,
         base_config=Path(env.get("SERVE_BASE_CONFIG", REPO / "config.properties")),
-        run_dir=run_dir.resolve(),
+        run_dir=run_dir.absolute(),
         inference_address=_address(env, "SERVE_INFERENCE_ADDRESS", "http://127.0.0.1:8080", loopback_only=False),
         management_address=_address(env, "SERVE_MANAGEMENT_ADDRESS", "http://127.0.0.1:8081", loopback_only=True),
         metrics_address=_address(env, "SERVE_METRICS_ADDRESS", "http://127.0.0.1:8082",

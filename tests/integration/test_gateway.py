@@ -93,3 +93,14 @@ def test_gateway_logs_never_hold_a_key(gateway, caplog):
         post(f"{gateway}/predictions/{model}", SAMPLE_REQUESTS[model](), "wrong-key")
     assert caplog.records, "the gateway logged no access line"
     assert not any(key in caplog.text for key in [*CLIENT_KEYS, "wrong-key"])
+
+
+def test_a_refused_request_body_is_never_read_as_the_next_request(gateway):
+    model = next(iter(FAST_TRAINING))
+    body = SAMPLE_REQUESTS[model]()
+    with requests.Session() as session:  # keep-alive: both requests may share one connection
+        refused = session.post(f"{gateway}/predictions/{model}", data=body,
+                               headers={"Authorization": "Bearer wrong-key"}, timeout=30)
+        accepted = session.post(f"{gateway}/predictions/{model}", data=body,
+                                headers={"Authorization": f"Bearer {CLIENT_KEYS[0]}"}, timeout=30)
+    assert (refused.status_code, accepted.status_code) == (401, 200), accepted.text

@@ -157,9 +157,24 @@ def test_torchserve_writes_only_to_emptydirs_and_the_gateway_only_reads_them(ove
     spec = pod_spec(overlay)
     volumes = {volume["name"]: volume for volume in spec["volumes"]}
     torchserve = {mount["mountPath"]: mount for mount in container(spec, "torchserve")["volumeMounts"]}
-    assert set(torchserve) == {"/srv/run", "/tmp"}
+    assert set(torchserve) == {"/srv/state", "/tmp"}
     assert all("emptyDir" in volumes[mount["name"]] for mount in torchserve.values())
     assert all(mount.get("readOnly") for mount in container(spec, "gateway")["volumeMounts"])
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_probes_and_gateway_read_the_key_file_the_entrypoint_writes(overlay):
+    spec = pod_spec(overlay)
+    run_dir = one(overlay, "ConfigMap")["data"]["SERVE_RUN_DIR"]
+    key_file = f"{run_dir}/key_file.json"
+    torchserve = container(spec, "torchserve")
+    (state,) = [mount["mountPath"] for mount in torchserve["volumeMounts"] if run_dir.startswith(mount["mountPath"] + "/")]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        command = torchserve[probe]["exec"]["command"]
+        assert command[command.index("--key-file") + 1] == key_file, probe
+    gateway = container(spec, "gateway")
+    assert {item["name"]: item["value"] for item in gateway["env"]}["SERVE_GATEWAY_TS_KEY_FILE"] == key_file
+    assert state in {mount["mountPath"] for mount in gateway["volumeMounts"]}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

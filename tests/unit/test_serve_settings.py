@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from deploy.archives import ArchiveIntegrityError, unpack_archive, verified_archive_bytes
+from deploy.entrypoint import prepare_run_dir
 from deploy.serve_settings import (SettingsError, cgroup_cpu_quota, detect_cpu_count, render_properties,
                                    settings_from_env)
 from tests.conftest import FAST_TRAINING
@@ -171,3 +172,11 @@ def test_unpacked_model_config_keeps_the_archives_keys_under_the_deployments(tmp
     config = yaml.safe_load((target / "m.yaml").read_text())
     assert config == {"minWorkers": 3, "batchSize": 8, "responseTimeout": 30,
                       "handler": {"torch_threads": 4, "max_bytes": 9}}
+
+
+def test_run_dir_that_is_a_link_is_refused(store, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "run").symlink_to(elsewhere)
+    with pytest.raises(SettingsError, match="not a link"):
+        prepare_run_dir(settings(store, SERVE_RUN_DIR=str(tmp_path / "run"), SERVE_CPU_COUNT="2"))
