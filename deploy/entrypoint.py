@@ -84,27 +84,41 @@ def describe(settings: ServeSettings) -> str:
             f"for {settings.cpu_count} core(s), {settings.gpu_count} GPU(s)")
 
 
-def serve(settings: ServeSettings, config: Path) -> int:
-    """Run TorchServe until it ends or a stop signal arrives; the exit status as documented above."""
+def stop_torchserve(launcher: subprocess.Popen) -> None:
     # The `torchserve` launcher starts the Java frontend as its child and only waits for it, so
     # the stop signal goes to the frontend itself, whose shutdown hook stops the workers.
+    try:
+        frontend = psutil.Process(launcher.pid).children(recursive=False)
+        for process in frontend or [psutil.Process(launcher.pid)]:
+            process.send_signal(signal.SIGTERM)
+    except psutil.NoSuchProcess:
+        pass  # it ended on its own meanwhile
+
+
+def group_alive(group: int) -> bool:
+    """Whether any process of TorchServe's process group (launcher, frontend, workers) is left."""
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def serve(settings: ServeSettings, config: Path) -> int:
+    """Run TorchServe until it ends or a stop signal arrives; the exit status as documented above."""
+    stop_requested: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, _frame: stop_requested.append(signum))
+                for signum in (signal.SIGTERM, signal.SIGINT)}
     launcher = subprocess.Popen([str(TORCHSERVE), "--start", "--foreground", "--ncs", "--ts-config", str(config)],
                                 cwd=settings.run_dir, env=torchserve_env(settings), start_new_session=True)
-    stop_requested: list[int] = []
-
-    def request_stop(signum, _frame):
-        stop_requested.append(signum)
-        log(f"{signal.Signals(signum).name} received: stopping TorchServe gracefully")
-        for process in psutil.Process(launcher.pid).children(recursive=False) or [psutil.Process(launcher.pid)]:
-            process.send_signal(signal.SIGTERM)
-
-    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         while launcher.poll() is None and not stop_requested:
             time.sleep(0.2)
         if not stop_requested:
             log(f"TorchServe ended on its own (status {launcher.returncode}); see {settings.run_dir / 'logs'}")
             return 1
+        log(f"{signal.Signals(stop_requested[0]).name} received: stopping TorchServe gracefully")
+        stop_torchserve(launcher)
         try:
             launcher.wait(timeout=settings.stop_timeout_s)
         except subprocess.TimeoutExpired:
@@ -112,6 +126,12 @@ def serve(settings: ServeSettings, config: Path) -> int:
             os.killpg(launcher.pid, signal.SIGKILL)
             launcher.wait()
             return 1
+        if group_alive(launcher.pid):  # the signal came before the launcher had started the frontend
+            os.killpg(launcher.pid, signal.SIGTERM)
+            time.sleep(min(5, settings.stop_timeout_s))
+            if group_alive(launcher.pid):
+                os.killpg(launcher.pid, signal.SIGKILL)
+                return 1
         log("TorchServe stopped")
         return 0
     finally:
