@@ -2,6 +2,7 @@
 
     python -m deploy.readiness                       # check once (a probe)
     python -m deploy.readiness --wait 120 mnist      # wait for mnist (make serve)
+    python -m deploy.readiness --live                # only: the frontend answers (a liveness probe)
 """
 
 from __future__ import annotations
@@ -10,7 +11,19 @@ import argparse
 import sys
 from pathlib import Path
 
+import requests
+
 from deploy.client import TorchServeClient
+
+
+def live(client: TorchServeClient) -> int:
+    try:
+        client.registered_models()
+    except (requests.RequestException, OSError, KeyError, ValueError) as error:
+        print(f"not alive: management API not answering: {error}", file=sys.stderr)
+        return 1
+    print("alive")
+    return 0
 
 
 def main(argv=None) -> int:
@@ -20,10 +33,15 @@ def main(argv=None) -> int:
     parser.add_argument("--key-file", type=Path, default=Path("key_file.json"))
     parser.add_argument("--no-auth", action="store_true", help="token authorization is off")
     parser.add_argument("--wait", type=float, default=0, help="seconds to keep polling before giving up")
+    parser.add_argument("--live", action="store_true",
+                        help="check only that the frontend answers, not that models are READY: a model that "
+                             "cannot load makes the pod unready, it is no reason to restart the server")
     args = parser.parse_args(argv)
 
     client = TorchServeClient(management_url=args.management, key_file=None if args.no_auth else args.key_file,
                               timeout=5)
+    if args.live:
+        return live(client)
     status = client.wait_until_ready(args.models or None, timeout=args.wait)
     if status:
         print("ready")
