@@ -15,7 +15,7 @@ import pytest
 
 from deploy.client import TorchServeClient
 from tests.conftest import FAST_TRAINING
-from tests.samples import SAMPLE_REQUESTS
+from deploy.samples import SAMPLES
 from tests.torchserve_process import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,13 +59,13 @@ def served(model_store, tmp_path_factory):
 
 
 def test_every_test_model_has_a_sample_request():
-    assert set(FAST_TRAINING) <= set(SAMPLE_REQUESTS)
+    assert set(FAST_TRAINING) <= set(SAMPLES)
 
 
 def test_entrypoint_serves_every_model_with_env_settings_and_private_files(served):
     _, client, workdir = served
     for model in FAST_TRAINING:
-        response = client.predict(model, data=SAMPLE_REQUESTS[model]())
+        response = client.predict(model, data=SAMPLES[model](1)[0].body)
         assert response.status_code == 200, response.text
         description = client.describe(model)[0]
         assert description["batchSize"] == ENV_BATCH_SIZE

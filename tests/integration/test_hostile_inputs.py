@@ -12,6 +12,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from deploy.samples import SAMPLES
 from tests.conftest import FAST_TRAINING, REPO
 from tests.heldout import mnist_test_digits
 from tests.hostile_corpus import HostileCase, image_cases
@@ -23,12 +24,11 @@ def handler_setting(model: str, key: str):
 
 
 CASES: list[HostileCase] = image_cases("mnist", handler_setting("mnist", "max_image_bytes"))
-GOOD_BODIES = {"mnist": lambda: png_of_pixels(mnist_test_digits()[0][0])}
 ANSWER_TIME_LIMIT_S = 5
 
 
 def assert_good_request_answered(client, model: str) -> None:
-    response = client.predict(model, data=GOOD_BODIES[model]())
+    response = client.predict(model, data=SAMPLES[model](1)[0].body)
     assert response.status_code == 200, response.text
 
 
@@ -50,7 +50,7 @@ def test_hostile_request_gets_a_clear_4xx_quickly_and_no_worker_restarts(case, s
 def test_hostile_requests_mixed_into_batches_leave_neighbours_unaffected(server, client):
     model = "mnist"
     hostile = [c for c in CASES if c.model == model and c.name != "over-max-request-size"]
-    good = GOOD_BODIES[model]()
+    good = SAMPLES[model](1)[0].body
     expected = client.predict(model, data=good).json()
     requests_in_order = [(case.body, case.headers, case.status) for case in hostile]
     requests_in_order = [item for case in requests_in_order for item in (case, (good, {}, 200))]
@@ -84,7 +84,7 @@ def test_slow_upload_does_not_block_other_clients(server, client):
 def test_path_traversal_in_model_names_finds_no_model(server, client, path):
     address = urlparse(server.inference_url)
     connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
-    connection.request("POST", path, body=GOOD_BODIES["mnist"](), headers=client.auth_headers("inference"))
+    connection.request("POST", path, body=SAMPLES["mnist"](1)[0].body, headers=client.auth_headers("inference"))
     response = connection.getresponse()
     assert response.status in (400, 404), response.status
     connection.close()
