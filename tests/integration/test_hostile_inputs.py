@@ -24,7 +24,7 @@ def handler_setting(model: str, key: str):
 
 
 CASES: list[HostileCase] = image_cases("mnist", handler_setting("mnist", "max_image_bytes"))
-ANSWER_TIME_LIMIT_S = 5
+ANSWER_TIME_LIMIT_S = 15  # "no hang", not a speed claim: CI machines are noisy
 
 
 def assert_good_request_answered(client, model: str) -> None:
@@ -74,7 +74,7 @@ def test_slow_upload_does_not_block_other_clients(server, client):
             slow.sendall(b"\x89")
             started = time.monotonic()
             assert_good_request_answered(client, "mnist")
-            assert time.monotonic() - started < 2
+            assert time.monotonic() - started < ANSWER_TIME_LIMIT_S  # answered while the upload is still open
             time.sleep(0.5)
     assert_good_request_answered(client, "mnist")
 
