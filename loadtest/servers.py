@@ -44,12 +44,16 @@ class RunningServer:
         return f"{self.base_url}{MODELS[model].endpoint}"
 
 
-def build_store(artifacts: Path, store: Path, models: list[str], stock: bool) -> Path:
-    """Archive `models` from `artifacts` with the shipped model-config (or its stock subset)."""
+def build_store(artifacts: Path, store: Path, models: list[str], stock: bool,
+                model_config_overrides: dict | None = None) -> Path:
+    """Archive `models` from `artifacts` with the shipped model-config (or its stock subset),
+    `model_config_overrides` applied on top (a nested `handler` dict merges into the handler section)."""
     configs = store / "model-config"
     configs.mkdir(parents=True, exist_ok=True)
     for name in models:
         config = MODELS[name].model_config()
+        for key, value in (model_config_overrides or {}).items():
+            config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
         if stock:
             config = {key: value for key, value in config.items() if key in STOCK_MODEL_CONFIG_KEYS}
         (configs / f"{name}.yaml").write_text(yaml.safe_dump(config))
