@@ -8,7 +8,8 @@ PY := $(VENV)/bin/python
 MODELS := mnist
 ARTIFACTS := $(foreach m,$(MODELS),artifacts/$(m)/$(m).torchscript.pt)
 ARCHIVES := $(foreach m,$(MODELS),model_store/$(m).mar)
-# Workers x threads must not exceed the cores: one thread per worker, one worker per model.
+# One torch thread per worker: workers, not threads, use the cores (2 threads per worker collapsed
+# under CPU contention, see README "Performance").
 SERVE_ENV := OMP_NUM_THREADS=1 LOG_LOCATION=$(CURDIR)/logs METRICS_LOCATION=$(CURDIR)/logs \
              TEMP=$(CURDIR)/.ts.tmp TMPDIR=$(CURDIR)/.ts.tmp
 TS := $(SERVE_ENV) $(VENV)/bin/torchserve

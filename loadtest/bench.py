@@ -27,9 +27,16 @@ from loadtest.load import BodyFiles, require_wrk, run_wrk
 from loadtest.models import MODELS, REPO
 from loadtest.servers import build_store, litserve, torchserve
 
-# Every ratio the README quotes; a model not served in this run gets null.
-RATIO_KEYS = ("resnet_served_over_inprocess", "mnist_served_over_inprocess", "sentiment_served_over_inprocess",
-              "mnist_ours_over_stock", "mnist_ours_over_litserve", "resnet_ours_over_litserve")
+# Every ratio the README quotes: key -> (model, baseline), each this service's peak throughput over
+# the baseline's peak from the same run; a model not served in this run gets null.
+RATIO_KEYS = {
+    "resnet_served_over_inprocess": ("resnet", "inprocess"),
+    "mnist_served_over_inprocess": ("mnist", "inprocess"),
+    "sentiment_served_over_inprocess": ("sentiment", "inprocess"),
+    "mnist_ours_over_stock": ("mnist", "stock"),
+    "mnist_ours_over_litserve": ("mnist", "litserve"),
+    "resnet_ours_over_litserve": ("resnet", "litserve"),
+}
 SERVERS = ("ours", "stock", "litserve")
 PACED_FRACTION = 0.7
 
@@ -90,20 +97,15 @@ def peak(levels: list[dict]) -> dict:
     return max(levels, key=lambda level: level["throughput_rps"])
 
 
-def ratios(models: dict) -> dict:
-    def ratio(name: str, top: str, bottom: str):
-        if name not in models:
-            return None
-        figures = models[name]
-        served = peak(figures["servers"]["ours"]["levels"])["throughput_rps"]
-        if bottom == "inprocess":
-            return served / max(row["throughput_rps"] for row in figures["inprocess"])
-        return served / peak(figures["servers"][bottom]["levels"])["throughput_rps"]
+def peak_throughput(figures: dict, baseline: str) -> float:
+    if baseline == "inprocess":
+        return max(row["throughput_rps"] for row in figures["inprocess"])
+    return peak(figures["servers"][baseline]["levels"])["throughput_rps"]
 
-    return {key: ratio(key.split("_")[0], *{"served_over_inprocess": ("ours", "inprocess"),
-                                             "ours_over_stock": ("ours", "stock"),
-                                             "ours_over_litserve": ("ours", "litserve")}[key.split("_", 1)[1]])
-            for key in RATIO_KEYS}
+
+def ratios(models: dict) -> dict:
+    return {key: peak_throughput(models[name], "ours") / peak_throughput(models[name], baseline)
+            if name in models else None for key, (name, baseline) in RATIO_KEYS.items()}
 
 
 def run(models: list[str], artifacts: Path, mode_name: str, workdir: Path, seconds: float | None = None,
@@ -134,7 +136,7 @@ def run(models: list[str], artifacts: Path, mode_name: str, workdir: Path, secon
     return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "mode": mode_name, "machine": machine(), "load_generator": "wrk -t1 (loadtest/post.lua)",
             "seconds_per_level": mode.seconds, "ratios": ratios(results),
-            "not_measured": sorted({key.split("_")[0] for key in RATIO_KEYS} - set(models)), "models": results}
+            "not_measured": sorted({name for name, _ in RATIO_KEYS.values()} - set(models)), "models": results}
 
 
 def markdown(report: dict) -> str:
