@@ -8,7 +8,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 
 import pytest
 from PIL import Image
