@@ -8,12 +8,13 @@ PY := $(VENV)/bin/python
 MODELS := mnist
 ARTIFACTS := $(foreach m,$(MODELS),artifacts/$(m)/$(m).torchscript.pt)
 ARCHIVES := $(foreach m,$(MODELS),model_store/$(m).mar)
-# Workers x threads must not exceed the cores: one thread per worker, one worker per model.
+# One torch thread per worker: workers, not threads, use the cores (2 threads per worker collapsed
+# under CPU contention, see README "Performance").
 SERVE_ENV := OMP_NUM_THREADS=1 LOG_LOCATION=$(CURDIR)/logs METRICS_LOCATION=$(CURDIR)/logs \
              TEMP=$(CURDIR)/.ts.tmp TMPDIR=$(CURDIR)/.ts.tmp
 TS := $(SERVE_ENV) $(VENV)/bin/torchserve
 
-.PHONY: help venv run train archive serve predict stop test clean docker-build docker-run deploy-config
+.PHONY: help venv run train archive serve predict stop test clean loadtest bench wrk docker-build docker-run deploy-config
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,7 +44,8 @@ serve: venv archive ## start TorchServe in the background and wait until every m
 	@mkdir -p logs .ts.tmp && chmod 700 .ts.tmp
 	cd model_store && sha256sum --check --quiet SHA256SUMS
 	@if $(PY) -m deploy.readiness >/dev/null 2>&1; then echo "TorchServe is already running and ready"; else \
-	  umask 077 && $(TS) --start --ncs --ts-config config.properties > logs/torchserve.out 2>&1 && \
+	  umask 077 && $(TS) --start --ncs --ts-config config.properties --log-config deploy/config/log4j2.xml \
+	    > logs/torchserve.out 2>&1 && \
 	  $(PY) -m deploy.readiness --wait 180 $(MODELS) || { tail -n 40 logs/model_log.log; exit 1; }; fi
 
 predict: venv ## send a few real held-out samples to the running server and print the answers
@@ -52,7 +54,28 @@ predict: venv ## send a few real held-out samples to the running server and prin
 stop: ## stop TorchServe
 	-$(TS) --stop
 
-test: venv ## the whole test suite (trains small models, starts real TorchServe instances)
+# Load test of the running service (`make serve` first); every bound can be overridden on the command line.
+LOADTEST_HOST ?= http://127.0.0.1:8080
+LOADTEST_MIX ?= $(MODELS)
+LOADTEST_USERS ?= 16
+LOADTEST_SPAWN_RATE ?= 4
+LOADTEST_DURATION ?= 30s
+loadtest: venv ## locust against the running service: bounded, headless, CSV + HTML in loadtest/results/locust/
+	@mkdir -p loadtest/results/locust
+	PYTHONPATH=$(CURDIR) LOADTEST_MIX="$(LOADTEST_MIX)" $(VENV)/bin/locust -f loadtest/locustfile.py --headless \
+	  --host $(LOADTEST_HOST) --users $(LOADTEST_USERS) --spawn-rate $(LOADTEST_SPAWN_RATE) \
+	  --run-time $(LOADTEST_DURATION) --stop-timeout 5 --only-summary \
+	  --csv loadtest/results/locust/loadtest --html loadtest/results/locust/loadtest.html
+
+# quick: a smoke run (~2 min); full: the README numbers (loadtest/results/bench.json, ~7 min per model).
+BENCH_MODE ?= quick
+bench: venv train wrk ## in-process ceiling vs this service vs stock TorchServe vs LitServe (BENCH_MODE=full)
+	$(PY) -m loadtest.bench --mode $(BENCH_MODE) --models $(MODELS)
+
+wrk: ## install the wrk load generator (Debian package) when it is missing
+	@command -v wrk >/dev/null || apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }
+
+test: venv wrk ## the whole test suite (trains small models, starts real TorchServe instances)
 	$(PY) -m pytest
 
 # --- containers (machines with a Docker engine; see README "Deploy") ----------------------------

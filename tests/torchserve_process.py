@@ -55,6 +55,7 @@ class TorchServeProcess:
     model_store: Path
     models: list[str]
     overrides: dict[str, str] = field(default_factory=dict)
+    log_config: Path | None = None  # a log4j2.xml; None keeps TorchServe's built-in one
     ports: dict[str, int] = field(default_factory=lambda: {
         name: free_port() for name in ("inference", "management", "metrics", "grpc_inference", "grpc_management")})
     process: subprocess.Popen | None = None
@@ -92,7 +93,8 @@ class TorchServeProcess:
         config = self.workdir / "config.properties"
         config.write_text(render_config(base_config, self.model_store, self.models, self.ports, self.overrides))
         self.process = subprocess.Popen(
-            [str(VENV_BIN / "torchserve"), "--start", "--foreground", "--ncs", "--ts-config", str(config)],
+            [str(VENV_BIN / "torchserve"), "--start", "--foreground", "--ncs", "--ts-config", str(config),
+             *(["--log-config", str(self.log_config)] if self.log_config else [])],
             cwd=self.workdir, env=self._env(), stdout=open(self.workdir / "stdout.log", "wb"),
             stderr=subprocess.STDOUT, start_new_session=True)
 

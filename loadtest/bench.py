@@ -1,0 +1,244 @@
+"""One benchmark run on this machine: in-process ceiling vs this service vs stock TorchServe vs LitServe.
+
+    python -m loadtest.bench --mode full  --out loadtest/results          # README numbers (~7 min per model)
+    python -m loadtest.bench --mode quick --out loadtest/results/quick    # CI smoke run (~1-2 min)
+
+Per model: the handler driven in-process at the batch sizes the server forms (the ceiling), then
+each server at several concurrency levels with wrk (same client, same real held-out requests),
+then this service paced at 70 % of its peak to read its tail latency. Writes bench.json (every
+figure), bench.md (tables) and bench.png (throughput vs concurrency, latency percentiles).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import platform
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from loadtest.inprocess import inprocess_throughput
+from loadtest.load import BodyFiles, require_wrk, run_wrk
+from loadtest.models import MODELS, REPO
+from loadtest.servers import build_store, litserve, torchserve
+
+# Every ratio the README quotes: key -> (model, baseline), each this service's peak throughput over
+# the baseline's peak from the same run; a model not served in this run gets null.
+RATIO_KEYS = {
+    "resnet_served_over_inprocess": ("resnet", "inprocess"),
+    "mnist_served_over_inprocess": ("mnist", "inprocess"),
+    "sentiment_served_over_inprocess": ("sentiment", "inprocess"),
+    "mnist_ours_over_stock": ("mnist", "stock"),
+    "mnist_ours_over_litserve": ("mnist", "litserve"),
+    "resnet_ours_over_litserve": ("resnet", "litserve"),
+}
+SERVERS = ("ours", "stock", "litserve")
+PACED_FRACTION = 0.7
+
+
+@dataclass(frozen=True)
+class Mode:
+    seconds: float               # per concurrency level
+    levels: tuple[int, ...]      # concurrent connections
+    inprocess_seconds: float
+    all_process_layouts: bool    # also 1 process x 2 threads and 2 x 1 at the server's batch size
+
+
+MODES = {
+    "quick": Mode(seconds=2, levels=(1, 8), inprocess_seconds=1, all_process_layouts=False),
+    "full": Mode(seconds=10, levels=(1, 4, 8, 16, 32, 64), inprocess_seconds=5, all_process_layouts=True),
+}
+
+
+def machine() -> dict:
+    cpu_model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), platform.processor() or "unknown")
+    return {"cores": psutil.cpu_count(), "cpu_model": cpu_model, "memory_gib": round(psutil.virtual_memory().total
+                                                                                      / 2**30, 1),
+            "platform": platform.platform()}
+
+
+def measure_inprocess(name: str, artifacts: Path, mode: Mode) -> list[dict]:
+    config = MODELS[name].model_config()
+    batch, workers = int(config.get("batchSize", 1)), int(config.get("minWorkers", 1))
+    layouts = {(1, 1, 1), (batch, workers, 1)}
+    if mode.all_process_layouts:
+        layouts |= {(batch, 1, 1), (batch, 2, 1), (batch, 1, 2)}
+    return [{"batch_size": b, "processes": p, "threads": t,
+             "throughput_rps": inprocess_throughput(name, artifacts / name, b, p, t, mode.inprocess_seconds)}
+            for b, p, t in sorted(layouts)]
+
+
+def measure_server(server, name: str, bodies: BodyFiles, mode: Mode) -> list[dict]:
+    run_wrk(server.url(name), bodies, server.token, max(mode.levels), 1, server.pids)  # warm-up, not recorded
+    return [run_wrk(server.url(name), bodies, server.token, level, mode.seconds, server.pids).as_dict()
+            for level in mode.levels]
+
+
+def paced_tail(server, name: str, bodies: BodyFiles, levels: list[dict], mode: Mode) -> dict:
+    """Latency at ~70 % of peak: each connection thinks between requests, so the server is not saturated."""
+    peak = max(levels, key=lambda level: level["throughput_rps"])
+    target = PACED_FRACTION * peak["throughput_rps"]
+    connections = max(peak["concurrency"], math.ceil(target * 0.010))  # >= 10 ms per cycle: wrk delays are whole ms
+    service_ms = min(level["p50_ms"] for level in levels)
+    delay_ms = max(connections / target * 1000 - service_ms, 1.0)
+    result = run_wrk(server.url(name), bodies, server.token, connections, mode.seconds, server.pids,
+                     mean_delay_ms=delay_ms).as_dict()
+    return {**result, "target_rps": target, "fraction_of_peak": result["throughput_rps"] / peak["throughput_rps"],
+            "mean_think_ms": delay_ms, "p99_over_p50": result["p99_ms"] / result["p50_ms"]}
+
+
+def peak(levels: list[dict]) -> dict:
+    return max(levels, key=lambda level: level["throughput_rps"])
+
+
+def peak_throughput(figures: dict, baseline: str) -> float:
+    if baseline == "inprocess":
+        return max(row["throughput_rps"] for row in figures["inprocess"])
+    return peak(figures["servers"][baseline]["levels"])["throughput_rps"]
+
+
+def ratios(models: dict) -> dict:
+    return {key: peak_throughput(models[name], "ours") / peak_throughput(models[name], baseline)
+            if name in models else None for key, (name, baseline) in RATIO_KEYS.items()}
+
+
+def run(models: list[str], artifacts: Path, mode_name: str, workdir: Path, seconds: float | None = None,
+        levels: tuple[int, ...] | None = None) -> dict:
+    mode = MODES[mode_name]
+    mode = Mode(seconds or mode.seconds, tuple(levels or mode.levels), mode.inprocess_seconds,
+                mode.all_process_layouts)
+    require_wrk()
+    bodies = {name: BodyFiles(MODELS[name].samples(64)) for name in models}
+    results = {name: {"unit": MODELS[name].unit, "inprocess": measure_inprocess(name, artifacts, mode),
+                      "servers": {}} for name in models}
+    for label in ("ours", "stock"):
+        store = build_store(artifacts, workdir / label / "store", models, stock=label == "stock")
+        with torchserve(label, workdir / label, store, models, stock=label == "stock") as server:
+            for name in models:
+                levels = measure_server(server, name, bodies[name], mode)
+                figures = {"cold_start_s": server.cold_start_s, "levels": levels}
+                if label == "ours":
+                    figures["paced_at_70pct_of_peak"] = paced_tail(server, name, bodies[name], levels, mode)
+                results[name]["servers"][label] = figures
+    for name in models:
+        workers = int(MODELS[name].model_config().get("minWorkers", 1))
+        with litserve(workdir / "litserve" / name, artifacts, name, workers) as server:
+            results[name]["servers"]["litserve"] = {"cold_start_s": server.cold_start_s,
+                                                    "levels": measure_server(server, name, bodies[name], mode)}
+    for files in bodies.values():
+        files.close()
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "mode": mode_name, "machine": machine(), "load_generator": "wrk -t1 (loadtest/post.lua)",
+            "seconds_per_level": mode.seconds, "ratios": ratios(results),
+            "not_measured": sorted({name for name, _ in RATIO_KEYS.values()} - set(models)), "models": results}
+
+
+def markdown(report: dict) -> str:
+    lines = [f"Benchmark ({report['mode']} mode), {report['date']}, {report['machine']['cores']} cores "
+             f"{report['machine']['cpu_model']}; load generator {report['load_generator']}, "
+             f"{report['seconds_per_level']} s per point.", ""]
+    lines += ["| model | server | peak req/s | at concurrency | p50 ms | p95 ms | p99 ms | server CPU | wrk CPU |"
+              " vs in-process |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, figures in report["models"].items():
+        ceiling = max(figures["inprocess"], key=lambda row: row["throughput_rps"])
+        lines.append(f"| {name} | in-process (batch {ceiling['batch_size']}, {ceiling['processes']} proc x "
+                     f"{ceiling['threads']} thr) | {ceiling['throughput_rps']:.0f} | | | | | | | 1.00 |")
+        for label in SERVERS:
+            top = peak(figures["servers"][label]["levels"])
+            lines.append(f"| {name} | {label} | {top['throughput_rps']:.0f} | {top['concurrency']} | "
+                         f"{top['p50_ms']:.1f} | {top['p95_ms']:.1f} | {top['p99_ms']:.1f} | "
+                         f"{top['server_cpu_share']:.0%} | {top['loadgen_cpu_share']:.1%} | "
+                         f"{top['throughput_rps'] / ceiling['throughput_rps']:.2f} |")
+    lines += ["", "| model | server | concurrency | req/s | p50 ms | p95 ms | p99 ms | errors |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for name, figures in report["models"].items():
+        for label in SERVERS:
+            for level in figures["servers"][label]["levels"]:
+                lines.append(f"| {name} | {label} | {level['concurrency']} | {level['throughput_rps']:.0f} | "
+                             f"{level['p50_ms']:.1f} | {level['p95_ms']:.1f} | {level['p99_ms']:.1f} | "
+                             f"{level['errors']} |")
+    lines += ["", "| model | in-process batch | processes x threads | req/s |", "|---|---:|---|---:|"]
+    for name, figures in report["models"].items():
+        lines += [f"| {name} | {row['batch_size']} | {row['processes']} x {row['threads']} | "
+                  f"{row['throughput_rps']:.0f} |" for row in figures["inprocess"]]
+    lines += ["", "| model | paced at 70 % of peak: req/s | p50 ms | p99 ms | p99/p50 | cold start s |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for name, figures in report["models"].items():
+        paced = figures["servers"]["ours"]["paced_at_70pct_of_peak"]
+        lines.append(f"| {name} | {paced['throughput_rps']:.0f} | {paced['p50_ms']:.1f} | {paced['p99_ms']:.1f} | "
+                     f"{paced['p99_over_p50']:.1f} | {figures['servers']['ours']['cold_start_s']:.1f} |")
+    lines += ["", "| ratio | value |", "|---|---:|"]
+    lines += [f"| {key} | {'not measured' if value is None else f'{value:.2f}'} |"
+              for key, value in report["ratios"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(report["models"])
+    figure, axes = plt.subplots(len(names), 2, figsize=(11, 4 * len(names)), squeeze=False)
+    for row, name in zip(axes, names):
+        figures = report["models"][name]
+        for label in SERVERS:
+            levels = figures["servers"][label]["levels"]
+            row[0].plot([lv["concurrency"] for lv in levels], [lv["throughput_rps"] for lv in levels], "o-",
+                        label=label)
+        row[0].axhline(max(r["throughput_rps"] for r in figures["inprocess"]), color="gray", ls="--",
+                       label="in-process ceiling")
+        row[0].set(xscale="log", yscale="log", xlabel="concurrent connections", ylabel=f"{figures['unit']}/s",
+                   title=f"{name}: throughput")
+        levels = figures["servers"]["ours"]["levels"]
+        for key, style in (("p50_ms", "o-"), ("p95_ms", "s-"), ("p99_ms", "^-")):
+            row[1].plot([lv["concurrency"] for lv in levels], [lv[key] for lv in levels], style,
+                        label=f"ours {key[:3]}")
+        lit = figures["servers"]["litserve"]["levels"]
+        row[1].plot([lv["concurrency"] for lv in lit], [lv["p99_ms"] for lv in lit], "^:", label="litserve p99")
+        row[1].set(xscale="log", yscale="log", xlabel="concurrent connections", ylabel="latency ms",
+                   title=f"{name}: latency percentiles")
+        for axis in row:
+            axis.legend(fontsize=8)
+            axis.grid(alpha=0.3, which="both")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write_outputs(report: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "bench.md").write_text(markdown(report))
+    plot(report, out / "bench.png")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", choices=sorted(MODES), default="quick")
+    parser.add_argument("--models", nargs="+", default=None, help="default: every registered model with artifacts")
+    parser.add_argument("--artifacts", type=Path, default=REPO / "artifacts")
+    parser.add_argument("--out", type=Path, default=None, help="default: loadtest/results[/quick]")
+    parser.add_argument("--seconds", type=float, default=None, help="override the mode's seconds per point")
+    parser.add_argument("--levels", type=int, nargs="+", default=None, help="override the concurrency levels")
+    args = parser.parse_args(argv)
+    models = args.models or [name for name in MODELS if (args.artifacts / name / f"{name}.torchscript.pt").exists()]
+    if not models:
+        raise SystemExit(f"no trained model under {args.artifacts}: run `make train` first")
+    out = args.out or REPO / "loadtest" / "results" / ("" if args.mode == "full" else args.mode)
+    with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+        report = run(models, args.artifacts, args.mode, Path(workdir), args.seconds, args.levels)
+    write_outputs(report, out)
+    print(markdown(report))
+    print(f"wrote {out}/bench.json, bench.md, bench.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""`make loadtest` and `make bench`, run for a few seconds against real servers: outputs complete
+and well-formed. Speed is never asserted here; the numbers come from `make bench BENCH_MODE=full`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+
+import pytest
+from PIL import Image
+
+from loadtest import bench
+from tests.conftest import REPO
+
+
+def run_locust(server, tmp_path, host: str, extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LOADTEST_MIX": "mnist=1",
+           "LOADTEST_KEY_FILE": str(server.key_file), **(extra_env or {})}
+    return subprocess.run(
+        [str(REPO / ".venv" / "bin" / "locust"), "-f", str(REPO / "loadtest" / "locustfile.py"), "--headless",
+         "--host", host, "--users", "4", "--spawn-rate", "4", "--run-time", "4s", "--stop-timeout", "2",
+         "--only-summary", "--csv", str(tmp_path / "run"), "--html", str(tmp_path / "run.html")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_locust_run_sends_held_out_images_with_the_token_and_reports(server, tmp_path):
+    result = run_locust(server, tmp_path, server.inference_url)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {row["Name"]: row for row in csv.DictReader(open(tmp_path / "run_stats.csv"))}
+    assert int(rows["/predictions/mnist"]["Request Count"]) > 0
+    assert int(rows["Aggregated"]["Failure Count"]) == 0
+    assert (tmp_path / "run.html").stat().st_size > 0
+    assert "load test summary" in result.stdout and "/predictions/mnist" in result.stdout
+
+
+def test_locust_refuses_a_target_that_is_not_loopback(server, tmp_path):
+    result = run_locust(server, tmp_path, "http://192.0.2.1:8080")  # TEST-NET-1: never a real host
+    assert result.returncode != 0 and "refusing to load-test" in result.stderr
+    assert not (tmp_path / "run_stats.csv").exists() or all(
+        int(row["Request Count"]) == 0 for row in csv.DictReader(open(tmp_path / "run_stats.csv")))
+
+
+def numbers(tree, path=""):
+    """(path, value) for every number in a JSON tree."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from numbers(value, f"{path}.{key}")
+    elif isinstance(tree, list):
+        for index, value in enumerate(tree):
+            yield from numbers(value, f"{path}[{index}]")
+    elif isinstance(tree, (int, float)) and not isinstance(tree, bool):
+        yield path, tree
+
+
+@pytest.fixture(scope="module")
+def quick_bench(artifacts, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    report = bench.run(["mnist"], artifacts, "quick", tmp_path_factory.mktemp("bench-work"), seconds=1,
+                       levels=(1, 4))
+    bench.write_outputs(report, out)
+    return out
+
+
+def test_quick_bench_measures_every_server_and_every_figure_is_positive(quick_bench):
+    report = json.loads((quick_bench / "bench.json").read_text())
+    assert set(report["ratios"]) >= set(bench.RATIO_KEYS)
+    assert report["machine"]["cores"] >= 1 and report["machine"]["cpu_model"] and report["date"]
+    mnist = report["models"]["mnist"]
+    assert set(mnist["servers"]) == {"ours", "stock", "litserve"}
+    assert all([lv["concurrency"] for lv in mnist["servers"][label]["levels"]] == [1, 4] for label in mnist["servers"])
+    assert {(row["batch_size"], row["processes"]) for row in mnist["inprocess"]} >= {(1, 1)}
+    for path, value in numbers(report):
+        assert math.isfinite(value), path
+        if path.endswith(".errors"):
+            assert value == 0, f"{path}: held-out requests must all be answered"
+        elif path.endswith(".other_cpu_share"):
+            assert value >= 0, path  # a quiet machine has nothing else running
+        else:
+            assert value > 0, path
+    for key in ("mnist_served_over_inprocess", "mnist_ours_over_stock", "mnist_ours_over_litserve"):
+        assert report["ratios"][key] > 0
+    assert {"resnet", "sentiment"} <= set(report["not_measured"])  # their ratios are null, not made up
+
+
+def test_quick_bench_writes_a_table_row_per_server_and_a_plot(quick_bench):
+    table = (quick_bench / "bench.md").read_text()
+    for label in ("in-process", "ours", "stock", "litserve"):
+        assert f"| mnist | {label}" in table
+    assert "| mnist_ours_over_stock |" in table
+    with Image.open(quick_bench / "bench.png") as plot:
+        assert plot.format == "PNG" and plot.width > 500 and plot.height > 300
