@@ -22,7 +22,7 @@ import yaml
 
 from deploy.client import read_keys
 from loadtest.models import REPO, MODELS
-from tests.torchserve_process import TorchServeProcess, free_port
+from deploy.torchserve_process import TorchServeProcess, free_port
 from training.archive import archive
 
 LOG_CONFIG = REPO / "deploy" / "config" / "log4j2.xml"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import FAST_TRAINING
-from tests.torchserve_process import TorchServeProcess
+from deploy.torchserve_process import TorchServeProcess
 
 
 @pytest.hookimpl(hookwrapper=True)

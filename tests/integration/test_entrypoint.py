@@ -16,7 +16,7 @@ import pytest
 from deploy.client import TorchServeClient
 from tests.conftest import FAST_TRAINING
 from deploy.samples import SAMPLES
-from tests.torchserve_process import free_port
+from deploy.torchserve_process import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ENV_BATCH_SIZE = 3  # differs from every shipped model-config, so the test sees the env win

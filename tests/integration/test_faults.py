@@ -20,7 +20,7 @@ import yaml
 from tests.conftest import REPO
 from tests.heldout import mnist_test_digits
 from tests.images import png_of_pixels
-from tests.torchserve_process import TorchServeProcess
+from deploy.torchserve_process import TorchServeProcess
 from training.archive import archive
 
 FAULT_HANDLERS = Path(__file__).resolve().parents[1] / "fault_handlers"

@@ -6,7 +6,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.torchserve_process import render_config
+from deploy.torchserve_process import render_config
 
 REPO = Path(__file__).resolve().parents[2]
 

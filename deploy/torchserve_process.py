@@ -1,4 +1,4 @@
-"""Start and stop a real TorchServe (Java frontend + Python workers) for tests.
+"""Start and stop a real TorchServe (Java frontend + Python workers) for tests and benchmarks.
 
 Each server lives in its own directory (config, key file, logs, pid file, temp files) and
 listens on free loopback ports, so tests never touch a server a user has running.
