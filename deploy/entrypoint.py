@@ -31,6 +31,8 @@ from deploy.serve_settings import (ServeSettings, SettingsError, read_checksums,
                                    settings_from_env)
 
 TORCHSERVE = Path(sys.executable).with_name("torchserve")
+# No access log, worker log at WARN: TorchServe's default logging costs real CPU per request.
+LOG_CONFIG = Path(__file__).resolve().parent / "config" / "log4j2.xml"
 
 
 def log(message: str) -> None:
@@ -109,7 +111,8 @@ def serve(settings: ServeSettings, config: Path) -> int:
     stop_requested: list[int] = []
     previous = {signum: signal.signal(signum, lambda signum, _frame: stop_requested.append(signum))
                 for signum in (signal.SIGTERM, signal.SIGINT)}
-    launcher = subprocess.Popen([str(TORCHSERVE), "--start", "--foreground", "--ncs", "--ts-config", str(config)],
+    launcher = subprocess.Popen([str(TORCHSERVE), "--start", "--foreground", "--ncs", "--ts-config", str(config),
+                                 "--log-config", str(LOG_CONFIG)],
                                 cwd=settings.run_dir, env=torchserve_env(settings), start_new_session=True)
     try:
         while launcher.poll() is None and not stop_requested:

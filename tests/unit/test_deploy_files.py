@@ -60,7 +60,7 @@ def test_image_copies_only_archives_checksums_config_and_deploy_code(dockerfile)
     sources = [source for line in re.findall(r"^COPY (?!--from)(.+?)\s+\S+$", dockerfile.replace("\\\n", " "), re.M)
                for source in line.split()]
     allowed = re.compile(r"^(model_store/\*\.mar|model_store/SHA256SUMS|config\.properties|deploy/[a-z_]+\.py|"
-                         r"deploy/requirements-serve\.txt)$")
+                         r"deploy/requirements-serve\.txt|deploy/config/log4j2\.xml)$")
     assert sources and all(allowed.match(source) for source in sources), sources
 
 
