@@ -28,6 +28,8 @@ class SentimentHandler(ServingHandler):
                     payload = json.loads(payload)
                 except json.JSONDecodeError as error:
                     raise InputError(f"body starts like JSON but is not valid JSON ({error})") from None
+                except RecursionError:
+                    raise InputError("JSON is nested too deeply") from None
         max_chars = self.settings["max_text_chars"]
         if isinstance(payload, list):
             limit = self.settings["max_texts_per_request"]

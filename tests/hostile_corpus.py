@@ -86,3 +86,27 @@ def image_cases(model: str, max_image_bytes: int) -> list[HostileCase]:
         HostileCase("over-max-request-size", model, b"\x00" * (4 * 1024 * 1024 + 1), 413),
     ]
     return cases
+
+
+def text_cases(model: str, max_chars: int, max_texts: int) -> list[HostileCase]:
+    plain, as_json = {"Content-Type": "text/plain; charset=utf-8"}, {"Content-Type": "application/json"}
+    return [
+        HostileCase("empty-body", model, b"", 400, "empty", plain),
+        HostileCase("empty-body-no-type", model, b"", 400, "empty"),
+        HostileCase("whitespace-only", model, " \t\n\u00a0 ".encode(), 400, "only whitespace", plain),
+        HostileCase("invalid-utf8", model, b"caf\xe9 \xff\xfe great", 400, "not valid UTF-8", plain),
+        HostileCase("invalid-utf8-no-type", model, b"\xc3\x28 terrible", 400, "not valid UTF-8"),
+        HostileCase("million-characters", model, b"good " * 200_000, 413, f"the limit is {max_chars}", plain),
+        HostileCase("json-wrong-key", model, b'{"txt": "hello"}', 400, "expected a JSON object", as_json),
+        HostileCase("json-number-text", model, b'{"text": 5}', 400, "must be a string", as_json),
+        HostileCase("json-list-of-numbers", model, b"[1, 2, 3]", 400, "must be a string", as_json),
+        HostileCase("json-empty-list", model, b"[]", 400, "empty list", as_json),
+        HostileCase("json-list-with-empty-text", model, b'["fine", "  "]', 400, "texts[1]", as_json),
+        HostileCase("json-broken", model, b'{"text": "unterminated', 400, "not valid JSON",
+                    {"Content-Type": "application/json; charset=utf-8"}),
+        HostileCase("json-deeply-nested", model, b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply",
+                    as_json),
+        HostileCase("json-10000-texts", model, ("[" + ",".join(['"ok"'] * 10_000) + "]").encode(), 413,
+                    f"the limit is {max_texts}", as_json),
+        HostileCase("over-max-request-size", model, b"a" * (4 * 1024 * 1024 + 1), 413, "", plain),
+    ]
