@@ -42,6 +42,14 @@ model_store/$(1).mar: artifacts/$(1)/$(1).torchscript.pt $$(wildcard handlers/*.
 endef
 $(foreach m,$(MODELS),$(eval $(call model_rules,$(m))))
 
+# VADER's rated snippets ship only in vaderSentiment's source distribution, never installed:
+# downloaded once into the git-ignored cache (training checks its SHA-256).
+VADER_SDIST := data_cache/vaderSentiment-3.3.2.tar.gz
+$(VADER_SDIST): | venv
+	$(PY) -m pip download --quiet --disable-pip-version-check --no-binary :all: --no-deps \
+	  vaderSentiment==3.3.2 -d data_cache
+artifacts/sentiment/sentiment.torchscript.pt: | $(VADER_SDIST)
+
 serve: venv archive ## start TorchServe in the background and wait until every model is READY
 	@mkdir -p logs .ts.tmp && chmod 700 .ts.tmp
 	cd model_store && sha256sum --check --quiet SHA256SUMS

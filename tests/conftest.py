@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 # model name -> arguments of its training entry point for the test-sized run
 FAST_TRAINING = {
     "mnist": ["--epochs", "5", "--limit", "1500"],
-    "sentiment": ["--epochs", "3", "--limit", "4000"],
+    "sentiment": ["--epochs", "3", "--limit", "4000", "--vader-repeats", "1"],
 }
 # Long enough that concurrent test requests share a batch; the shipped config uses 5 ms.
 TEST_MAX_BATCH_DELAY_MS = 150

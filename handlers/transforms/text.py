@@ -88,11 +88,15 @@ class Vocabulary:
         return cls(tokens=stored["tokens"], max_tokens=stored["max_tokens"])
 
 
-def build_vocabulary(texts, min_freq: int, max_size: int, max_tokens: int) -> Vocabulary:
-    """The `max_size` most frequent tokens seen at least `min_freq` times (ties broken alphabetically,
-    so the same texts always give the same ids)."""
+def build_vocabulary(texts, min_freq: int, max_size: int, max_tokens: int, curated=()) -> Vocabulary:
+    """The `max_size` most frequent tokens seen at least `min_freq` times in `texts`, plus every token of
+    `curated` texts (e.g. a rated lexicon, whose words each appear once); ties broken alphabetically, so
+    the same texts always give the same ids."""
     counts = Counter(token for text in texts for token in tokenize(text))
-    frequent = sorted((token for token, n in counts.items() if n >= min_freq), key=lambda t: (-counts[t], t))
+    required = {token for text in curated for token in tokenize(text)}
+    counts.update(required)
+    frequent = sorted((token for token, n in counts.items() if n >= min_freq or token in required),
+                      key=lambda t: (-counts[t], t))
     return Vocabulary(tokens=[PAD, UNK] + frequent[: max_size - 2], max_tokens=max_tokens)
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from handlers.transforms.text import VOCABULARY_FILE, Vocabulary, pad_batch
-from tests.heldout import sentiment_test_tweets
+from tests.heldout import sentiment_test_tweets, vader_test_snippets
 from tests.texts import same_answers
 
 TEXT = {"Content-Type": "text/plain; charset=utf-8"}
@@ -31,6 +31,25 @@ def test_heldout_tweets_get_the_offline_models_labels(client, artifacts):
     assert np.allclose([answer["score"] for answer in served], offline.max(1).values.numpy(), atol=1e-5)
     accuracy = np.mean(np.array([answer["label"] == "positive" for answer in served]) == labels.astype(bool))
     assert accuracy >= 0.75, f"served accuracy {accuracy:.2f} on {len(labels)} held-out tweets"
+
+
+# NYT editorials are rarely rated beyond +-2: a lower bar still leaves 20 clear held-out ones.
+CLEAR_RATING = {"vader_tweets": 2.5, "amazon_reviews": 2.5, "nyt_editorials": 1.5, "movie_reviews": 2.5}
+
+
+def test_clear_texts_of_every_domain_get_the_offline_labels_and_beat_chance_together(client, artifacts):
+    correct = []
+    for domain, min_abs_rating in CLEAR_RATING.items():
+        texts, labels = vader_test_snippets(domain, min_abs_rating)
+        response = client.predict("sentiment", json_body=list(texts))
+        assert response.status_code == 200, response.text
+        served = [answer["label"] == "positive" for answer in response.json()]
+        offline = offline_probabilities(artifacts, list(texts))
+        assert served == [bool(p[1] > p[0]) for p in offline], domain
+        correct.append(np.array(served) == labels.astype(bool))
+    # The test-sized model sees ~350 snippets per VADER domain and is near chance on NYT and movie
+    # sentences; the full run's per-domain accuracy is in metadata.json and the README.
+    assert np.concatenate(correct).mean() >= 0.6
 
 
 def test_json_object_gets_the_same_answer_as_plain_text(client):

@@ -102,3 +102,8 @@ def test_bad_texts_are_refused_with_a_reason(value, status, words):
 def test_response_names_the_likelier_label_with_its_probability():
     assert probabilities_to_response(torch.tensor([0.2, 0.8])) == {"label": "positive", "score": pytest.approx(0.8)}
     assert probabilities_to_response(torch.tensor([0.9, 0.1])) == {"label": "negative", "score": pytest.approx(0.9)}
+
+
+def test_curated_words_enter_the_vocabulary_even_when_rare():
+    vocabulary = build_vocabulary(["good good bad"], min_freq=2, max_size=100, max_tokens=10, curated=["bad", "awful"])
+    assert set(vocabulary.tokens) == {PAD, UNK, "good", "bad", "awful"}

