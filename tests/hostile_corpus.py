@@ -75,6 +75,7 @@ def image_cases(model: str, max_image_bytes: int) -> list[HostileCase]:
         HostileCase("png-magic-then-garbage", model, b"\x89PNG\r\n\x1a\n" + b"\xff" * 200, 415, "not a PNG or JPEG"),
         HostileCase("truncated-png", model, png[: len(png) // 2], 400, "truncated or corrupt"),
         HostileCase("truncated-jpeg", model, jpeg[: len(jpeg) // 2], 400, "truncated or corrupt"),
+        HostileCase("jpeg-cut-inside-its-header", model, jpeg[:200], 400, "truncated or corrupt"),
         HostileCase("png-bad-crc", model, png_with_bad_crc(), 400, "truncated or corrupt"),
         HostileCase("decompression-bomb", model, decompression_bomb_png(), 413, "pixels"),
         HostileCase("declared-2-billion-pixels", model, png_declaring(50_000, 40_000), 413, "pixels"),

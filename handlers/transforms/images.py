@@ -30,6 +30,8 @@ def decode_image(data: bytes | bytearray, max_bytes: int, max_pixels: int, min_s
         raise InputError("body is not a PNG or JPEG image", status=415) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(f"image declares too many pixels; the limit is {max_pixels}", status=413) from None
+    except (OSError, SyntaxError, ValueError) as error:  # a header cut off or mangled before its end
+        raise InputError(f"image is truncated or corrupt ({error})") from None
     width, height = image.size
     if width * height > max_pixels:
         raise InputError(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}",
@@ -43,18 +45,43 @@ def decode_image(data: bytes | bytearray, max_bytes: int, max_pixels: int, min_s
     return image
 
 
+HIGH_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "F")
+
+
+def _rescale_to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit and float images -> 'L', stretched over their own range instead of clipped at 255."""
+    import numpy as np
+
+    pixels = np.asarray(image, dtype=np.float64)
+    low, high = pixels.min(), pixels.max()
+    scaled = (pixels - low) / (high - low) * 255 if high > low else np.zeros_like(pixels)
+    return Image.fromarray(scaled.round().astype(np.uint8), mode="L")
+
+
+def _has_transparency(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+
+
+def _flatten_transparency(image: Image.Image, background: int) -> Image.Image:
+    rgba = image.convert("RGBA")
+    canvas = Image.new("RGBA", rgba.size, (background, background, background, 255))
+    return Image.alpha_composite(canvas, rgba)
+
+
+def _convert(image: Image.Image, mode: str, background: int) -> Image.Image:
+    if image.mode in HIGH_BIT_MODES:
+        return _rescale_to_8bit(image).convert(mode)
+    if _has_transparency(image):
+        return _flatten_transparency(image, background).convert(mode)
+    return image.convert(mode)
+
+
 def to_grayscale(image: Image.Image, background: int = 0) -> Image.Image:
     """Any mode -> 8-bit 'L'. Transparent pixels become `background`; 16-bit and float images
     are rescaled to their own range instead of being clipped at 255."""
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        import numpy as np
+    return _convert(image, "L", background)
 
-        pixels = np.asarray(image, dtype=np.float64)
-        low, high = pixels.min(), pixels.max()
-        scaled = (pixels - low) / (high - low) * 255 if high > low else np.zeros_like(pixels)
-        return Image.fromarray(scaled.round().astype(np.uint8), mode="L")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, (background, background, background, 255))
-        return Image.alpha_composite(canvas, rgba).convert("L")
-    return image.convert("L")
+
+def to_rgb(image: Image.Image, background: int = 0) -> Image.Image:
+    """Any mode -> 'RGB', with transparency and 16-bit treated as in `to_grayscale`."""
+    return image if image.mode == "RGB" else _convert(image, "RGB", background)

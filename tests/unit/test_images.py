@@ -27,6 +27,15 @@ def test_bad_bytes_raise_input_error_with_status(data, status, words):
     assert error.value.status == status and words in error.value.message
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+@pytest.mark.parametrize("cut", [0.05, 0.2, 0.5, 0.9])
+def test_files_cut_anywhere_are_truncated_or_corrupt_not_a_crash(fmt, cut):
+    whole = encode(Image.new("RGB", (300, 300), "white"), fmt)
+    with pytest.raises(InputError) as error:
+        decode_image(whole[: max(int(len(whole) * cut), 10)], **LIMITS)
+    assert error.value.status == 400 and "truncated or corrupt" in error.value.message
+
+
 def test_gif_is_refused_even_when_valid():
     with pytest.raises(InputError) as error:
         decode_image(encode(Image.new("P", (8, 8)), "GIF"), **LIMITS)
