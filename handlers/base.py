@@ -3,8 +3,9 @@
 A subclass says only what differs, LitServe-style:
   decode_request(payload) -> one model-ready example (raise InputError for bad input)
   collate(examples)       -> the model's batched input (default: torch.stack)
-  encode_responses(out)   -> one JSON-able answer per example
-and may override split_request() when one HTTP request carries several examples.
+  encode_responses(out, options) -> one JSON-able answer per example
+and may override split_request() when one HTTP request carries several examples, and
+request_options() when a request carries options besides its payload (e.g. ResNet's top-k).
 
 What the base adds over TorchServe's BaseHandler: each request of a batch is validated on its
 own, so a bad one gets its own 4xx JSON answer (via context.set_response_status) while its
@@ -54,7 +55,13 @@ class ServingHandler(BaseHandler):
     def collate(self, examples: list):
         return torch.stack(examples).to(self.device)
 
-    def encode_responses(self, outputs) -> list:
+    def request_options(self, row: dict, headers: dict) -> dict:
+        """Options of one request besides its payload, from its multipart form fields (`row`) or
+        its headers (lower-case names); raise InputError for a bad one. Default: none."""
+        return {}
+
+    def encode_responses(self, outputs, options: list[dict]) -> list:
+        """One answer per example; `options[i]` are the request options of example i."""
         raise NotImplementedError
 
     # --- the request path ------------------------------------------------------------------
@@ -73,10 +80,12 @@ class ServingHandler(BaseHandler):
     def handle(self, data: list[dict], context) -> list:
         self.context = context
         answers: list = [None] * len(data)
-        examples, spans = [], []  # spans: (request index, first example, end, answer_is_a_list)
+        examples, options, spans = [], [], []  # spans: (request index, first example, end, answer_is_a_list)
         for idx, row in enumerate(data):
             context.set_response_content_type(idx, "application/json")
             try:
+                headers = {key.lower(): value for key, value in (context.get_all_request_header(idx) or {}).items()}
+                request_options = self.request_options(row, headers)
                 items, many = self.split_request(self.request_payload(row))
                 decoded = [self.decode_request(item) for item in items]
             except InputError as error:
@@ -88,18 +97,19 @@ class ServingHandler(BaseHandler):
                 continue
             spans.append((idx, len(examples), len(examples) + len(decoded), many))
             examples.extend(decoded)
+            options.extend([request_options] * len(decoded))
 
         if examples:
-            outputs = self.predict(examples)
+            outputs = self.predict(examples, options)
             for idx, start, end, many in spans:
                 answers[idx] = outputs[start:end] if many else outputs[start]
         return answers
 
-    def predict(self, examples: list) -> list:
+    def predict(self, examples: list, options: list[dict] | None = None) -> list:
         batch = self.collate(examples)
         with torch.inference_mode():
             outputs = self.model(*batch) if isinstance(batch, tuple) else self.model(batch)
-        return self.encode_responses(outputs.float().cpu())
+        return self.encode_responses(outputs.float().cpu(), options or [{}] * len(examples))
 
     @staticmethod
     def _reject(context, idx: int, status: int, message: str) -> dict:

@@ -8,5 +8,5 @@ class MnistHandler(ImageHandler):
     def image_to_tensor(self, image):
         return digits.image_to_tensor(image)
 
-    def encode_responses(self, logits):
+    def encode_responses(self, logits, options):
         return [digits.probabilities_to_response(row) for row in logits.softmax(dim=1)]

@@ -52,5 +52,5 @@ class SentimentHandler(ServingHandler):
         tokens, lengths = text.pad_batch(examples, self.vocabulary.pad_id)
         return tokens.to(self.device), lengths
 
-    def encode_responses(self, logits):
+    def encode_responses(self, logits, options):
         return [text.probabilities_to_response(row) for row in logits.softmax(dim=1)]
