@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON_BASE ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-MODELS := mnist sentiment
+MODELS := mnist sentiment resnet
 ARTIFACTS := $(foreach m,$(MODELS),artifacts/$(m)/$(m).torchscript.pt)
 ARCHIVES := $(foreach m,$(MODELS),model_store/$(m).mar)
 # One torch thread per worker: workers, not threads, use the cores (2 threads per worker collapsed

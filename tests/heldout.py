@@ -36,3 +36,14 @@ def vader_test_snippets(domain: str, min_abs_rating: float, count: int = 20) -> 
     clear = [i for i in indices if abs(rating_of[data.texts[i]]) >= min_abs_rating]
     picked = clear[:: max(len(clear) // count, 1)][:count]
     return data.subset(np.array(picked))
+
+
+@lru_cache(maxsize=1)
+def fashion_target_test_images(count: int = 40) -> tuple[np.ndarray, list[str]]:
+    """Photos of the fine-tuning classes from Fashion-MNIST's test part (training reads only its
+    training part), with their class names."""
+    from training.data import fashion_mnist
+
+    images, labels = fashion_mnist.load("t10k")
+    target = np.flatnonzero(np.isin(labels, fashion_mnist.TARGET_CLASSES))[:count]
+    return images[target], [fashion_mnist.CLASS_NAMES[label] for label in labels[target]]
