@@ -37,7 +37,10 @@ class HandlerAPI(ls.LitAPI):
         # FastAPI passes JSON bodies parsed and anything else as bytes, as TorchServe does.
         payload = bytearray(request) if isinstance(request, bytes) else request
         try:
-            return self.handler.decode_request(payload)
+            items, many = self.handler.split_request(payload)
+            if many:
+                raise InputError("the LitServe peer takes one example per request")
+            return self.handler.decode_request(items[0])
         except InputError as error:
             raise HTTPException(status_code=error.status, detail=error.message) from None
 
