@@ -55,10 +55,16 @@ class ServingHandler(BaseHandler):
     def collate(self, examples: list):
         return torch.stack(examples).to(self.device)
 
-    def request_options(self, row: dict, headers: dict) -> dict:
-        """Options of one request besides its payload, from its multipart form fields (`row`) or
-        its headers (lower-case names); raise InputError for a bad one. Default: none."""
+    def request_options(self, row: dict, idx: int) -> dict:
+        """Options of request `idx` besides its payload, from its multipart form fields (`row`) or
+        its headers (`request_header`); raise InputError for a bad one. Default: none."""
         return {}
+
+    def request_header(self, idx: int, name: str):
+        """A header of request `idx` whatever its case (TorchServe keeps the client's), or None."""
+        name = name.lower()
+        headers = self.context.get_all_request_header(idx) or {}
+        return next((value for key, value in headers.items() if key.lower() == name), None)
 
     def encode_responses(self, outputs, options: list[dict]) -> list:
         """One answer per example; `options[i]` are the request options of example i."""
@@ -84,8 +90,7 @@ class ServingHandler(BaseHandler):
         for idx, row in enumerate(data):
             context.set_response_content_type(idx, "application/json")
             try:
-                headers = {key.lower(): value for key, value in (context.get_all_request_header(idx) or {}).items()}
-                request_options = self.request_options(row, headers)
+                request_options = self.request_options(row, idx)
                 items, many = self.split_request(self.request_payload(row))
                 decoded = [self.decode_request(item) for item in items]
             except InputError as error:

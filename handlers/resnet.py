@@ -25,8 +25,8 @@ class ResnetHandler(ImageHandler):
         self.class_names = [index_to_name[str(i)] for i in range(len(index_to_name))]
         self.transform = vision.eval_transform(json.loads((model_dir / "metadata.json").read_text())["input"]["image_size"])
 
-    def request_options(self, row, headers):
-        raw = row.get("topk", headers.get("x-topk"))
+    def request_options(self, row, idx):
+        raw = row.get("topk", self.request_header(idx, "X-TopK"))
         return {} if raw is None else {"topk": vision.parse_top_k(raw, len(self.class_names))}
 
     def image_to_tensor(self, image):
