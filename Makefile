@@ -5,16 +5,18 @@ SHELL := /bin/bash
 PYTHON_BASE ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-MODELS := mnist sentiment resnet
+# The model catalog (training/catalog.py) is the only list of models.
+MODELS := $(shell $(PYTHON_BASE) -m training.catalog)
 ARTIFACTS := $(foreach m,$(MODELS),artifacts/$(m)/$(m).torchscript.pt)
 ARCHIVES := $(foreach m,$(MODELS),model_store/$(m).mar)
-# One torch thread per worker: workers, not threads, use the cores (2 threads per worker collapsed
-# under CPU contention, see README "Performance").
-SERVE_ENV := OMP_NUM_THREADS=1 LOG_LOCATION=$(CURDIR)/logs METRICS_LOCATION=$(CURDIR)/logs \
-             TEMP=$(CURDIR)/.ts.tmp TMPDIR=$(CURDIR)/.ts.tmp
-TS := $(SERVE_ENV) $(VENV)/bin/torchserve
+# `make serve` runs the production entrypoint (deploy/entrypoint.py), as the container does, with
+# its private run folder here: rendered config, key file, logs, unpacked models.
+RUN_DIR := run
+SERVE_ENV := SERVE_RUN_DIR=$(CURDIR)/$(RUN_DIR) SERVE_MODEL_STORE=$(CURDIR)/model_store
+ENTRYPOINT_PID := $(RUN_DIR)/entrypoint.pid
 
-.PHONY: help venv run train archive serve predict stop test clean loadtest bench wrk docker-build docker-run deploy-config
+.PHONY: help venv run train archive figures serve predict verify stop test clean loadtest bench wrk docker-build docker-run \
+        deploy-config
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,19 +52,34 @@ $(VADER_SDIST): | venv
 	  vaderSentiment==3.3.2 -d data_cache
 artifacts/sentiment/sentiment.torchscript.pt: | $(VADER_SDIST)
 
-serve: venv archive ## start TorchServe in the background and wait until every model is READY
-	@mkdir -p logs .ts.tmp && chmod 700 .ts.tmp
-	cd model_store && sha256sum --check --quiet SHA256SUMS
+# Training is not bit-for-bit repeatable on the CPU: README figures are the shipped run (seed 0)
+# and the spread over SEEDS seeds, generated from each run's metadata.json.
+SEEDS ?= 3
+figures: train ## train seeds 1..SEEDS-1 of every model where missing, then regenerate the README's accuracy tables
+	@for model in $(MODELS); do for seed in $$(seq 1 $$(($(SEEDS) - 1))); do \
+	  out=artifacts/seeds/$$model/seed$$seed; test -f $$out/metadata.json || \
+	  $(PY) -m training.$$model --seed $$seed --out $$out || exit 1; done; done
+	$(PY) -m training.report
+
+serve: venv archive ## start TorchServe through the entrypoint in the background; wait until every model is READY
 	@if $(PY) -m deploy.readiness >/dev/null 2>&1; then echo "TorchServe is already running and ready"; else \
-	  umask 077 && $(TS) --start --ncs --ts-config config.properties --log-config deploy/config/log4j2.xml \
-	    > logs/torchserve.out 2>&1 && \
-	  $(PY) -m deploy.readiness --wait 180 $(MODELS) || { tail -n 40 logs/model_log.log; exit 1; }; fi
+	  mkdir -p -m 700 $(RUN_DIR) && \
+	  { $(SERVE_ENV) nohup $(PY) -m deploy.entrypoint > $(RUN_DIR)/entrypoint.log 2>&1 & echo $$! > $(ENTRYPOINT_PID); } && \
+	  for second in $$(seq 240); do \
+	    if $(PY) -m deploy.readiness $(MODELS) >/dev/null 2>&1; then echo "TorchServe is ready: $(MODELS)"; exit 0; fi; \
+	    kill -0 $$(cat $(ENTRYPOINT_PID)) 2>/dev/null || break; sleep 1; \
+	  done; tail -n 40 $(RUN_DIR)/entrypoint.log; exit 1; fi
 
-predict: venv ## send a few real held-out samples to the running server and print the answers
-	$(PY) -m deploy.predict
+predict: venv ## each model's accuracy on 100 held-out samples, sent to the running server, and a few answers
+	$(PY) -m loadtest.predict
 
-stop: ## stop TorchServe
-	-$(TS) --stop
+verify: venv ## served equals offline: every held-out sample over HTTP vs the eager model (after make serve)
+	$(PY) -m loadtest.verify
+
+stop: ## stop TorchServe gracefully (SIGTERM to the entrypoint, as docker stop sends it)
+	@if [ -f $(ENTRYPOINT_PID) ]; then pid=$$(cat $(ENTRYPOINT_PID)); kill -TERM $$pid 2>/dev/null; \
+	  for second in $$(seq 90); do kill -0 $$pid 2>/dev/null || break; sleep 1; done; rm -f $(ENTRYPOINT_PID); \
+	  echo "TorchServe stopped"; fi
 
 # Load test of the running service (`make serve` first); every bound can be overridden on the command line.
 LOADTEST_HOST ?= http://127.0.0.1:8080
@@ -110,4 +127,4 @@ deploy-config: venv ## regenerate the example configs in deploy/config/ from cpu
 	done
 
 clean: stop ## remove trained artifacts, archives, logs
-	rm -rf artifacts logs .ts.tmp $(ARCHIVES) model_store/SHA256SUMS
+	rm -rf artifacts $(RUN_DIR) $(ARCHIVES) model_store/SHA256SUMS

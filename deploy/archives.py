@@ -45,6 +45,14 @@ def merge(base: dict, overlay: dict) -> dict:
     return merged
 
 
+def shipped_model_config(data: bytes) -> dict:
+    """The model-config inside a .mar (its MANIFEST's configFile), or {} when it has none."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        manifest = json.loads(archive.read("MAR-INF/MANIFEST.json"))
+        name = manifest.get("model", {}).get("configFile")
+        return (yaml.safe_load(archive.read(name)) or {}) if name and name in archive.namelist() else {}
+
+
 def unpack_archive(data: bytes, model: str, destination: Path, model_config: dict) -> Path:
     """Unpack a verified .mar to destination/<model>/ and lay `model_config` over its model-config."""
     target = destination / model

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import requests
 
+# Where `make serve` (the entrypoint with SERVE_RUN_DIR=run) has TorchServe write its keys.
+DEFAULT_KEY_FILE = Path("run/key_file.json")
+
 
 def read_keys(key_file: Path) -> dict[str, str]:
     """{"inference": ..., "management": ..., "API": ...} from TorchServe's key_file.json."""
@@ -32,7 +35,7 @@ class Readiness:
 class TorchServeClient:
     def __init__(self, inference_url: str = "http://127.0.0.1:8080",
                  management_url: str = "http://127.0.0.1:8081",
-                 key_file: Path | None = Path("key_file.json"), timeout: float = 30):
+                 key_file: Path | None = DEFAULT_KEY_FILE, timeout: float = 30):
         self.inference_url = inference_url.rstrip("/")
         self.management_url = management_url.rstrip("/")
         self.key_file = key_file

@@ -26,13 +26,12 @@ from pathlib import Path
 import psutil
 import yaml
 
-from deploy.archives import ArchiveIntegrityError, read_only, unpack_archive, verified_archive_bytes
-from deploy.serve_settings import (ServeSettings, SettingsError, read_checksums, render_properties,
+from deploy.archives import (ArchiveIntegrityError, read_only, shipped_model_config, unpack_archive,
+                            verified_archive_bytes)
+from deploy.serve_settings import (ServePlan, ServeSettings, SettingsError, read_checksums, render_properties,
                                    settings_from_env)
 
 TORCHSERVE = Path(sys.executable).with_name("torchserve")
-# No access log, worker log at WARN: TorchServe's default logging costs real CPU per request.
-LOG_CONFIG = Path(__file__).resolve().parent / "config" / "log4j2.xml"
 
 
 def log(message: str) -> None:
@@ -48,8 +47,18 @@ def remove_tree(tree: Path) -> None:
         shutil.rmtree(tree)
 
 
-def prepare_run_dir(settings: ServeSettings) -> Path:
-    """Private folders, verified and unpacked models, and the rendered config; returns the config."""
+def verified_archives(settings: ServeSettings) -> dict[str, bytes]:
+    checksums = read_checksums(settings.model_store)
+    return {model: verified_archive_bytes(settings.model_store, model, checksums) for model in settings.models}
+
+
+def serve_plan(settings: ServeSettings, archives: dict[str, bytes]) -> ServePlan:
+    return settings.plan({model: shipped_model_config(data) for model, data in archives.items()})
+
+
+def prepare_run_dir(settings: ServeSettings) -> tuple[Path, ServePlan]:
+    """Private folders, verified and unpacked models, and the rendered config; returns the
+    config and the plan of workers and threads."""
     run_dir = settings.run_dir
     run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if run_dir.is_symlink() or run_dir.stat().st_uid != os.getuid():
@@ -61,29 +70,31 @@ def prepare_run_dir(settings: ServeSettings) -> Path:
     remove_tree(models_dir)
     models_dir.mkdir(mode=0o700)
 
-    checksums = read_checksums(settings.model_store)
-    for model in settings.models:
-        data = verified_archive_bytes(settings.model_store, model, checksums)
-        read_only(unpack_archive(data, model, models_dir, settings.model_config()))
+    # Each archive is read once: the checked bytes are the unpacked ones.
+    archives = verified_archives(settings)
+    plan = serve_plan(settings, archives)
+    for model, data in archives.items():
+        read_only(unpack_archive(data, model, models_dir, settings.model_config(plan, model)))
         log(f"{model}.mar verified against SHA256SUMS and unpacked")
 
     config = run_dir / "config.properties"
     config.write_text(render_properties(settings.base_config, settings.properties()))
-    return config
+    return config, plan
 
 
-def torchserve_env(settings: ServeSettings) -> dict[str, str]:
+def torchserve_env(settings: ServeSettings, plan: ServePlan) -> dict[str, str]:
     tmp = str(settings.run_dir / "tmp")
     return {**os.environ, "TEMP": tmp, "TMPDIR": tmp,
             "LOG_LOCATION": str(settings.run_dir / "logs"), "METRICS_LOCATION": str(settings.run_dir / "logs"),
-            "OMP_NUM_THREADS": str(settings.threads_per_worker),
+            "OMP_NUM_THREADS": str(plan.threads_per_worker),
             "PATH": f"{TORCHSERVE.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
-def describe(settings: ServeSettings) -> str:
-    return (f"{len(settings.models)} model(s) {settings.models} on {settings.device_type}: "
-            f"{settings.workers_per_model} worker(s) each x {settings.threads_per_worker} thread(s) "
-            f"for {settings.cpu_count} core(s), {settings.gpu_count} GPU(s)")
+def describe(settings: ServeSettings, plan: ServePlan) -> str:
+    workers = ", ".join(f"{model} x{count}" for model, count in plan.workers.items())
+    return (f"{len(plan.workers)} model(s) on {settings.device_type}, workers: {workers}, "
+            f"{plan.threads_per_worker} torch thread(s) each, for {settings.cpu_count} core(s), "
+            f"{settings.gpu_count} GPU(s)")
 
 
 def stop_torchserve(launcher: subprocess.Popen) -> None:
@@ -106,14 +117,15 @@ def group_alive(group: int) -> bool:
     return True
 
 
-def serve(settings: ServeSettings, config: Path) -> int:
+def serve(settings: ServeSettings, plan: ServePlan, config: Path) -> int:
     """Run TorchServe until it ends or a stop signal arrives; the exit status as documented above."""
     stop_requested: list[int] = []
     previous = {signum: signal.signal(signum, lambda signum, _frame: stop_requested.append(signum))
                 for signum in (signal.SIGTERM, signal.SIGINT)}
+    log_config = ["--log-config", str(settings.log_config)] if settings.log_config else []
     launcher = subprocess.Popen([str(TORCHSERVE), "--start", "--foreground", "--ncs", "--ts-config", str(config),
-                                 "--log-config", str(LOG_CONFIG)],
-                                cwd=settings.run_dir, env=torchserve_env(settings), start_new_session=True)
+                                 *log_config],
+                                cwd=settings.run_dir, env=torchserve_env(settings, plan), start_new_session=True)
     try:
         while launcher.poll() is None and not stop_requested:
             time.sleep(0.2)
@@ -143,31 +155,45 @@ def serve(settings: ServeSettings, config: Path) -> int:
         (settings.run_dir / "key_file.json").unlink(missing_ok=True)
 
 
+def printed_model_config(settings: ServeSettings) -> dict:
+    """What is laid over one model's model-config: planned from the store's archives, or from
+    explicit SERVE_WORKERS_PER_MODEL and SERVE_THREADS_PER_WORKER when the store has none."""
+    if settings.models:
+        plan = serve_plan(settings, verified_archives(settings))
+        return settings.model_config(plan, settings.models[0])
+    if not (settings.workers_per_model and settings.threads_per_worker):
+        raise SettingsError("with no archive in the store, --print-model-config needs SERVE_WORKERS_PER_MODEL "
+                            "(or SERVE_WORKERS_PER_GPU) and SERVE_THREADS_PER_WORKER")
+    plan = ServePlan({"model": settings.workers_per_model}, settings.threads_per_worker, settings.cpu_count)
+    return settings.model_config(plan, "model")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     shown = parser.add_mutually_exclusive_group()
-    shown.add_argument("--print-config", action="store_true", help="print the rendered config.properties, start nothing")
+    shown.add_argument("--print-config", action="store_true",
+                       help="print the rendered config.properties, start nothing")
     shown.add_argument("--print-model-config", action="store_true",
                        help="print what is laid over each model's model-config, start nothing")
     args = parser.parse_args(argv)
     os.umask(0o077)  # every file TorchServe and its workers write is private to this user
     try:
-        settings = settings_from_env()
+        settings = settings_from_env(need_models=not (args.print_config or args.print_model_config))
         if args.print_config:
             print(render_properties(settings.base_config, settings.properties()), end="")
             return 0
         if args.print_model_config:
-            print(yaml.safe_dump(settings.model_config(), sort_keys=False), end="")
+            print(yaml.safe_dump(printed_model_config(settings), sort_keys=False), end="")
             return 0
-        log(describe(settings))
-        if settings.oversubscribed:
-            log(f"warning: {settings.total_workers} workers x {settings.threads_per_worker} threads exceed "
-                f"{settings.cpu_count} cores; give the container more CPU or serve fewer models per replica")
-        config = prepare_run_dir(settings)
+        config, plan = prepare_run_dir(settings)
+        log(describe(settings, plan))
+        if plan.oversubscribed:
+            log(f"warning: {plan.total_threads} torch threads in all exceed {settings.cpu_count} cores; give the "
+                "container more CPU, set SERVE_THREADS_PER_WORKER=1 or serve fewer models per replica")
     except (SettingsError, ArchiveIntegrityError) as error:
         log(f"refusing to start: {error}")
         return 2
-    return serve(settings, config)
+    return serve(settings, plan, config)
 
 
 if __name__ == "__main__":

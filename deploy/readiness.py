@@ -13,7 +13,7 @@ from pathlib import Path
 
 import requests
 
-from deploy.client import TorchServeClient
+from deploy.client import DEFAULT_KEY_FILE, TorchServeClient
 
 
 def live(client: TorchServeClient) -> int:
@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*", help="models that must be READY (default: all registered)")
     parser.add_argument("--management", default="http://127.0.0.1:8081")
-    parser.add_argument("--key-file", type=Path, default=Path("key_file.json"))
+    parser.add_argument("--key-file", type=Path, default=DEFAULT_KEY_FILE)
     parser.add_argument("--no-auth", action="store_true", help="token authorization is off")
     parser.add_argument("--wait", type=float, default=0, help="seconds to keep polling before giving up")
     parser.add_argument("--live", action="store_true",

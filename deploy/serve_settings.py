@@ -13,11 +13,12 @@ Every variable is optional; the defaults are the secure host defaults of config.
   SERVE_GRPC_INFERENCE_PORT, SERVE_GRPC_MANAGEMENT_PORT   gRPC ports (loopback only, as shipped)
   SERVE_CPU_COUNT            cores to plan for (default: CPU affinity, capped by the cgroup CPU quota)
   SERVE_GPU_COUNT            GPUs to use (default: the /dev/nvidiaN devices this container sees)
-  SERVE_WORKERS_PER_MODEL    workers per model on a CPU host (default 1)
+  SERVE_WORKERS_PER_MODEL    workers per model on a CPU host (default: each archive's minWorkers)
   SERVE_WORKERS_PER_GPU      workers per model per GPU on a GPU host (default 1)
   SERVE_THREADS_PER_WORKER   torch threads per worker (default: cores // all workers, at least 1)
   SERVE_BATCH_SIZE, SERVE_MAX_BATCH_DELAY_MS   override every model's batching (default: the .mar's)
   SERVE_STOP_TIMEOUT_S       seconds a graceful stop may take before it is forced (default 60)
+  SERVE_LOG_CONFIG           log4j2 file (default: deploy/config/log4j2.xml, quiet); `builtin`: TorchServe's own
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 REPO = Path(__file__).resolve().parents[1]
+# No access log, worker log at WARN: TorchServe's default logging costs real CPU per request.
+DEFAULT_LOG_CONFIG = Path(__file__).resolve().parent / "config" / "log4j2.xml"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -97,10 +100,30 @@ def _positive_int(env: dict, key: str, default: int | None) -> int | None:
 
 
 @dataclass(frozen=True)
+class ServePlan:
+    """How many workers each model gets and how many torch threads each worker runs."""
+
+    workers: dict[str, int]
+    threads_per_worker: int
+    cpu_count: int
+
+    @property
+    def total_threads(self) -> int:
+        return sum(self.workers.values()) * self.threads_per_worker
+
+    @property
+    def oversubscribed(self) -> bool:
+        # Single-threaded workers only share time slices; several OpenMP threads per worker on
+        # too few cores spin against each other (README "Performance").
+        return self.threads_per_worker > 1 and self.total_threads > self.cpu_count
+
+
+@dataclass(frozen=True)
 class ServeSettings:
     model_store: Path
     models: list[str]
     base_config: Path
+    log_config: Path | None     # None: TorchServe's built-in logging
     run_dir: Path
     inference_address: str
     management_address: str
@@ -108,8 +131,8 @@ class ServeSettings:
     grpc_ports: dict[str, int | None]
     cpu_count: int
     gpu_count: int
-    workers_per_model: int      # on a GPU host: workers per GPU x GPUs
-    threads_per_worker: int
+    workers_per_model: int | None   # None: each archive's own minWorkers; on a GPU host: per GPU x GPUs
+    threads_per_worker: int | None  # None: the cores shared out among all workers
     batch_size: int | None
     max_batch_delay_ms: int | None
     stop_timeout_s: int
@@ -118,9 +141,13 @@ class ServeSettings:
     def device_type(self) -> str:
         return "gpu" if self.gpu_count else "cpu"
 
-    @property
-    def total_workers(self) -> int:
-        return self.workers_per_model * len(self.models)
+    def plan(self, shipped_configs: dict[str, dict]) -> ServePlan:
+        """Workers and threads from the settings, or from each archive's model-config (its tuned
+        minWorkers) and the cores this host really has."""
+        workers = {model: self.workers_per_model or int(config.get("minWorkers", 1))
+                   for model, config in shipped_configs.items()}
+        threads = self.threads_per_worker or max(1, self.cpu_count // max(1, sum(workers.values())))
+        return ServePlan(workers, threads, self.cpu_count)
 
     def properties(self) -> dict[str, str]:
         """The config.properties keys the entrypoint sets; every other key stays as shipped."""
@@ -128,22 +155,25 @@ class ServeSettings:
             "inference_address": self.inference_address,
             "management_address": self.management_address,
             "metrics_address": self.metrics_address,
+            # The run folder's model store holds exactly the verified, unpacked models to serve.
             "model_store": str(self.run_dir / "models"),
-            "load_models": ",".join(self.models),
-            "default_workers_per_model": str(self.workers_per_model),
+            "load_models": "all",
             "number_of_gpu": str(self.gpu_count),
         }
+        if self.workers_per_model:
+            settings["default_workers_per_model"] = str(self.workers_per_model)
         for name, port in self.grpc_ports.items():
             if port is not None:
                 settings[f"grpc_{name}_port"] = str(port)
         return settings
 
-    def model_config(self) -> dict:
-        """Keys laid over each .mar's model-config: TorchServe 0.12 lets the .mar's minWorkers,
+    def model_config(self, plan: ServePlan, model: str) -> dict:
+        """Keys laid over a .mar's model-config: TorchServe 0.12 lets the .mar's minWorkers,
         maxWorkers, batchSize and maxBatchDelay win over config.properties (`models=` and
         default_workers_per_model), so the model-config itself is where they must be set."""
-        config = {"minWorkers": self.workers_per_model, "maxWorkers": self.workers_per_model,
-                  "deviceType": self.device_type, "handler": {"torch_threads": self.threads_per_worker}}
+        workers = plan.workers[model]
+        config = {"minWorkers": workers, "maxWorkers": workers, "deviceType": self.device_type,
+                  "handler": {"torch_threads": plan.threads_per_worker}}
         if self.gpu_count:
             config["deviceIds"] = list(range(self.gpu_count))
         if self.batch_size is not None:
@@ -152,19 +182,19 @@ class ServeSettings:
             config["maxBatchDelay"] = self.max_batch_delay_ms
         return config
 
-    @property
-    def oversubscribed(self) -> bool:
-        return self.total_workers * self.threads_per_worker > self.cpu_count
 
-
-def settings_from_env(env: dict[str, str] | None = None) -> ServeSettings:
+def settings_from_env(env: dict[str, str] | None = None, need_models: bool = True) -> ServeSettings:
+    """The settings the environment asks for; `need_models=False` (printing a config) allows a
+    store without archives."""
     env = dict(os.environ if env is None else env)
     model_store = Path(env.get("SERVE_MODEL_STORE", REPO / "model_store")).resolve()
     if env.get("SERVE_MODELS"):
         models = [name.strip() for name in env["SERVE_MODELS"].split(",") if name.strip()]
-    else:
+    elif need_models or (model_store / "SHA256SUMS").exists():
         models = sorted(name.removesuffix(".mar") for name in read_checksums(model_store) if name.endswith(".mar"))
-    if not models:
+    else:
+        models = []
+    if need_models and not models:
         raise SettingsError(f"no model to serve: {model_store}/SHA256SUMS lists no .mar and SERVE_MODELS is empty")
     for name in models:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
@@ -177,13 +207,14 @@ def settings_from_env(env: dict[str, str] | None = None) -> ServeSettings:
         raise SettingsError(f"SERVE_GPU_COUNT={gpu_value!r} must be 0 or a positive integer")
     gpu_count = int(gpu_value) if gpu_value else detect_gpu_count()
     workers = (_positive_int(env, "SERVE_WORKERS_PER_GPU", 1) * gpu_count if gpu_count
-               else _positive_int(env, "SERVE_WORKERS_PER_MODEL", 1))
-    threads = _positive_int(env, "SERVE_THREADS_PER_WORKER", None) or max(1, cpu_count // (workers * len(models)))
+               else _positive_int(env, "SERVE_WORKERS_PER_MODEL", None))
     run_dir = Path(env.get("SERVE_RUN_DIR") or Path(env.get("TMPDIR", "/tmp")) / f"torchserve-{os.getuid()}")
+    log_config = env.get("SERVE_LOG_CONFIG", str(DEFAULT_LOG_CONFIG))
 
     return ServeSettings(
         model_store=model_store, models=models,
         base_config=Path(env.get("SERVE_BASE_CONFIG", REPO / "config.properties")),
+        log_config=None if log_config == "builtin" else Path(log_config),
         run_dir=run_dir.absolute(),
         inference_address=_address(env, "SERVE_INFERENCE_ADDRESS", "http://127.0.0.1:8080", loopback_only=False),
         management_address=_address(env, "SERVE_MANAGEMENT_ADDRESS", "http://127.0.0.1:8081", loopback_only=True),
@@ -191,7 +222,8 @@ def settings_from_env(env: dict[str, str] | None = None) -> ServeSettings:
                                  loopback_only=not metrics_public),
         grpc_ports={"inference": _positive_int(env, "SERVE_GRPC_INFERENCE_PORT", None),
                     "management": _positive_int(env, "SERVE_GRPC_MANAGEMENT_PORT", None)},
-        cpu_count=cpu_count, gpu_count=gpu_count, workers_per_model=workers, threads_per_worker=threads,
+        cpu_count=cpu_count, gpu_count=gpu_count, workers_per_model=workers,
+        threads_per_worker=_positive_int(env, "SERVE_THREADS_PER_WORKER", None),
         batch_size=_positive_int(env, "SERVE_BATCH_SIZE", None),
         max_batch_delay_ms=_positive_int(env, "SERVE_MAX_BATCH_DELAY_MS", None),
         stop_timeout_s=_positive_int(env, "SERVE_STOP_TIMEOUT_S", 60),
@@ -199,9 +231,13 @@ def settings_from_env(env: dict[str, str] | None = None) -> ServeSettings:
 
 
 def render_properties(base_config: Path, overrides: dict[str, str]) -> str:
-    """base_config with `overrides` replacing (or appended after) its keys; comments kept."""
+    return render_properties_text(base_config.read_text(), overrides)
+
+
+def render_properties_text(base: str, overrides: dict[str, str]) -> str:
+    """`base` (config.properties text) with `overrides` replacing (or appended after) its keys; comments kept."""
     lines, seen = [], set()
-    for line in base_config.read_text().splitlines():
+    for line in base.splitlines():
         key = line.split("=", 1)[0].strip()
         if "=" in line and not line.lstrip().startswith("#") and key in overrides:
             line = f"{key}={overrides[key]}"

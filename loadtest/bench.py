@@ -24,20 +24,11 @@ import psutil
 
 from loadtest.inprocess import inprocess_throughput
 from loadtest.load import BodyFiles, require_wrk, run_wrk
-from loadtest.models import MODELS, REPO
+from training.catalog import CATALOG, REPO
 from loadtest.servers import build_store, litserve, torchserve
 
-# Every ratio the README quotes: key -> (model, baseline), each this service's peak throughput over
-# the baseline's peak from the same run; a model not served in this run gets null.
-RATIO_KEYS = {
-    "resnet_served_over_inprocess": ("resnet", "inprocess"),
-    "mnist_served_over_inprocess": ("mnist", "inprocess"),
-    "sentiment_served_over_inprocess": ("sentiment", "inprocess"),
-    "mnist_ours_over_stock": ("mnist", "stock"),
-    "mnist_ours_over_litserve": ("mnist", "litserve"),
-    "resnet_ours_over_litserve": ("resnet", "litserve"),
-}
 SERVERS = ("ours", "stock", "litserve")
+BASELINES = ("inprocess", "stock", "litserve")  # every ratio: this service's peak over each baseline's
 PACED_FRACTION = 0.7
 
 
@@ -64,7 +55,7 @@ def machine() -> dict:
 
 
 def measure_inprocess(name: str, artifacts: Path, mode: Mode) -> list[dict]:
-    config = MODELS[name].model_config()
+    config = CATALOG[name].model_config()
     batch, workers = int(config.get("batchSize", 1)), int(config.get("minWorkers", 1))
     layouts = {(1, 1, 1), (batch, workers, 1)}
     if mode.all_process_layouts:
@@ -104,8 +95,9 @@ def peak_throughput(figures: dict, baseline: str) -> float:
 
 
 def ratios(models: dict) -> dict:
-    return {key: peak_throughput(models[name], "ours") / peak_throughput(models[name], baseline)
-            if name in models else None for key, (name, baseline) in RATIO_KEYS.items()}
+    """Every model over every baseline, from the same run: {"mnist_ours_over_stock": 1.5, ...}."""
+    return {f"{name}_ours_over_{baseline}": peak_throughput(figures, "ours") / peak_throughput(figures, baseline)
+            for name, figures in models.items() for baseline in BASELINES}
 
 
 def run(models: list[str], artifacts: Path, mode_name: str, workdir: Path, seconds: float | None = None,
@@ -114,8 +106,8 @@ def run(models: list[str], artifacts: Path, mode_name: str, workdir: Path, secon
     mode = Mode(seconds or mode.seconds, tuple(levels or mode.levels), mode.inprocess_seconds,
                 mode.all_process_layouts)
     require_wrk()
-    bodies = {name: BodyFiles(MODELS[name].samples(64)) for name in models}
-    results = {name: {"unit": MODELS[name].unit, "inprocess": measure_inprocess(name, artifacts, mode),
+    bodies = {name: BodyFiles(CATALOG[name].heldout_requests(64)) for name in models}
+    results = {name: {"unit": CATALOG[name].unit, "inprocess": measure_inprocess(name, artifacts, mode),
                       "servers": {}} for name in models}
     for label in ("ours", "stock"):
         store = build_store(artifacts, workdir / label / "store", models, stock=label == "stock")
@@ -127,7 +119,7 @@ def run(models: list[str], artifacts: Path, mode_name: str, workdir: Path, secon
                     figures["paced_at_70pct_of_peak"] = paced_tail(server, name, bodies[name], levels, mode)
                 results[name]["servers"][label] = figures
     for name in models:
-        workers = int(MODELS[name].model_config().get("minWorkers", 1))
+        workers = int(CATALOG[name].model_config().get("minWorkers", 1))
         with litserve(workdir / "litserve" / name, artifacts, name, workers) as server:
             results[name]["servers"]["litserve"] = {"cold_start_s": server.cold_start_s,
                                                     "levels": measure_server(server, name, bodies[name], mode)}
@@ -136,7 +128,7 @@ def run(models: list[str], artifacts: Path, mode_name: str, workdir: Path, secon
     return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "mode": mode_name, "machine": machine(), "load_generator": "wrk -t1 (loadtest/post.lua)",
             "seconds_per_level": mode.seconds, "ratios": ratios(results),
-            "not_measured": sorted({name for name, _ in RATIO_KEYS.values()} - set(models)), "models": results}
+            "not_measured": sorted(set(CATALOG) - set(models)), "models": results}
 
 
 def markdown(report: dict) -> str:
@@ -174,8 +166,7 @@ def markdown(report: dict) -> str:
         lines.append(f"| {name} | {paced['throughput_rps']:.0f} | {paced['p50_ms']:.1f} | {paced['p99_ms']:.1f} | "
                      f"{paced['p99_over_p50']:.1f} | {figures['servers']['ours']['cold_start_s']:.1f} |")
     lines += ["", "| ratio | value |", "|---|---:|"]
-    lines += [f"| {key} | {'not measured' if value is None else f'{value:.2f}'} |"
-              for key, value in report["ratios"].items()]
+    lines += [f"| {key} | {value:.2f} |" for key, value in report["ratios"].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -229,7 +220,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=None, help="override the mode's seconds per point")
     parser.add_argument("--levels", type=int, nargs="+", default=None, help="override the concurrency levels")
     args = parser.parse_args(argv)
-    models = args.models or [name for name in MODELS if (args.artifacts / name / f"{name}.torchscript.pt").exists()]
+    models = args.models or [name for name in CATALOG if (args.artifacts / name / f"{name}.torchscript.pt").exists()]
     if not models:
         raise SystemExit(f"no trained model under {args.artifacts}: run `make train` first")
     out = args.out or REPO / "loadtest" / "results" / ("" if args.mode == "full" else args.mode)

@@ -11,13 +11,13 @@ import multiprocessing
 import time
 from pathlib import Path
 
-from loadtest.models import MODELS, load_handler, torchserve_row
+from loadtest.handler_driver import load_handler, torchserve_row
+from training.catalog import CATALOG
 
 
 def _drive(name: str, model_dir: str, batch_size: int, threads: int, seconds: float, barrier, results) -> None:
-    spec = MODELS[name]
-    handler, context = load_handler(spec, Path(model_dir), batch_size, torch_threads=threads)
-    samples = spec.samples(64)
+    handler, context = load_handler(name, Path(model_dir), batch_size, torch_threads=threads)
+    samples = CATALOG[name].heldout_requests(64)
     batches = [samples[i:i + batch_size] for i in range(0, len(samples) - batch_size + 1, batch_size)]
     for batch in batches[:3]:  # warm-up: first TorchScript calls optimise the graph
         handler.handle([torchserve_row(sample) for sample in batch], context)

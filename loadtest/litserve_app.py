@@ -18,7 +18,8 @@ import litserve as ls
 from fastapi import Body, Header, HTTPException
 
 from handlers.transforms.errors import InputError
-from loadtest.models import MODELS, load_handler
+from loadtest.handler_driver import load_handler
+from training.catalog import CATALOG
 
 
 class HandlerAPI(ls.LitAPI):
@@ -27,7 +28,7 @@ class HandlerAPI(ls.LitAPI):
         self.model_name, self.model_dir, self.token = model, model_dir, token
 
     def setup(self, device):
-        self.handler, self.context = load_handler(MODELS[self.model_name], self.model_dir, self.max_batch_size)
+        self.handler, self.context = load_handler(self.model_name, self.model_dir, self.max_batch_size)
 
     def authorize(self, authorization: Annotated[str, Header()] = ""):
         if authorization != f"Bearer {self.token}":
@@ -59,7 +60,7 @@ class HandlerAPI(ls.LitAPI):
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, choices=sorted(MODELS))
+    parser.add_argument("--model", required=True, choices=sorted(CATALOG))
     parser.add_argument("--model-dir", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1, help="inference processes")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from loadtest.models import Sample
+from training.heldout import Sample
 
 POST_SCRIPT = Path(__file__).with_name("post.lua")
 

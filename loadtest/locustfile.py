@@ -5,7 +5,7 @@
     make loadtest USERS=50 SPAWN_RATE=10 DURATION=2m HOST=http://127.0.0.1:8080
 
 Environment: LOADTEST_MIX (default: every registered model, weight 1), LOADTEST_KEY_FILE
-(TorchServe's key_file.json, default ./key_file.json), LOADTEST_ALLOW_REMOTE=1 to aim at a
+(TorchServe's key_file.json, default run/key_file.json), LOADTEST_ALLOW_REMOTE=1 to aim at a
 host that is not loopback (only at a service you own).
 """
 
@@ -22,8 +22,8 @@ import gevent
 from locust import FastHttpUser, between, events, task
 from locust.runners import MasterRunner
 
-from deploy.client import read_keys
-from loadtest.models import MODELS, ModelSpec
+from deploy.client import DEFAULT_KEY_FILE, read_keys
+from training.catalog import CATALOG, ModelEntry
 
 SAMPLES_PER_MODEL = 64
 
@@ -33,8 +33,8 @@ def parse_mix(text: str) -> dict[str, int]:
     mix = {}
     for item in text.replace(",", " ").split():
         name, _, weight = item.partition("=")
-        if name not in MODELS:
-            raise SystemExit(f"LOADTEST_MIX names unknown model {name!r}; known: {', '.join(MODELS)}")
+        if name not in CATALOG:
+            raise SystemExit(f"LOADTEST_MIX names unknown model {name!r}; known: {', '.join(CATALOG)}")
         mix[name] = int(weight or 1)
         if mix[name] < 0:
             raise SystemExit(f"LOADTEST_MIX weight for {name} must be >= 0")
@@ -50,15 +50,15 @@ def is_loopback(url: str) -> bool:
 
 
 def auth_headers() -> dict[str, str]:
-    key_file = Path(os.environ.get("LOADTEST_KEY_FILE", "key_file.json"))
+    key_file = Path(os.environ.get("LOADTEST_KEY_FILE", DEFAULT_KEY_FILE))
     if not key_file.exists():
         raise SystemExit(f"{key_file} not found: start the service (`make serve`) or set LOADTEST_KEY_FILE")
     return {"Authorization": f"Bearer {read_keys(key_file)['inference']}"}
 
 
-def model_user(spec: ModelSpec, weight: int, headers: dict[str, str]) -> type[FastHttpUser]:
+def model_user(spec: ModelEntry, weight: int, headers: dict[str, str]) -> type[FastHttpUser]:
     """A user class that posts `spec`'s held-out requests in rotation."""
-    samples = spec.samples(SAMPLES_PER_MODEL)
+    samples = spec.heldout_requests(SAMPLES_PER_MODEL)
 
     class ModelUser(FastHttpUser):
         wait_time = between(0, 0)  # closed loop: each user sends its next request when answered
@@ -80,10 +80,10 @@ def model_user(spec: ModelSpec, weight: int, headers: dict[str, str]) -> type[Fa
     return ModelUser
 
 
-MIX = parse_mix(os.environ.get("LOADTEST_MIX") or " ".join(MODELS))
+MIX = parse_mix(os.environ.get("LOADTEST_MIX") or " ".join(CATALOG))
 HEADERS = auth_headers()
 # Locust runs every User subclass bound to a module-level name: bind each one exactly once.
-globals().update({user.__name__: user for user in (model_user(MODELS[name], weight, HEADERS)
+globals().update({user.__name__: user for user in (model_user(CATALOG[name], weight, HEADERS)
                                                    for name, weight in MIX.items())})
 # Loading the samples blocked the gevent loop for seconds; without this its cached clock is stale
 # and locust's --run-time timer fires at once.

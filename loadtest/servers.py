@@ -1,7 +1,7 @@
 """Start the servers the benchmark compares, each in a private directory on free loopback ports.
 
-  ours:     TorchServe from the shipped config.properties, model-config and log4j2.xml
-  stock:    TorchServe with the same security settings and the same handler, but TorchServe's own
+  ours:     the production entrypoint with the shipped config.properties, model-config and log4j2.xml
+  stock:    the same entrypoint and handler with the same security settings, but TorchServe's own
             performance defaults: default workers (one per core), batch size 1, built-in logging
   litserve: loadtest.litserve_app, same handler and batching as the model-config
 """
@@ -21,11 +21,11 @@ import requests
 import yaml
 
 from deploy.client import read_keys
-from loadtest.models import REPO, MODELS
-from deploy.torchserve_process import TorchServeProcess, free_port
+from deploy.serve_settings import render_properties_text
+from loadtest.launcher import EntrypointServer, free_port
 from training.archive import archive
+from training.catalog import CATALOG, REPO
 
-LOG_CONFIG = REPO / "deploy" / "config" / "log4j2.xml"
 # config.properties keys that are our tuning, dropped for the stock server (TorchServe defaults apply).
 TUNING_KEYS = ("default_workers_per_model", "job_queue_size", "number_of_netty_threads", "netty_client_threads")
 # model-config keys that TorchServe itself reads; stock keeps only the handler's own limits.
@@ -41,7 +41,7 @@ class RunningServer:
     cold_start_s: float
 
     def url(self, model: str) -> str:
-        return f"{self.base_url}{MODELS[model].endpoint}"
+        return f"{self.base_url}{CATALOG[model].endpoint}"
 
 
 def build_store(artifacts: Path, store: Path, models: list[str], stock: bool,
@@ -51,7 +51,7 @@ def build_store(artifacts: Path, store: Path, models: list[str], stock: bool,
     configs = store / "model-config"
     configs.mkdir(parents=True, exist_ok=True)
     for name in models:
-        config = MODELS[name].model_config()
+        config = CATALOG[name].model_config()
         for key, value in (model_config_overrides or {}).items():
             config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
         if stock:
@@ -61,39 +61,39 @@ def build_store(artifacts: Path, store: Path, models: list[str], stock: bool,
     return store
 
 
-def stock_config(workdir: Path) -> Path:
-    """config.properties without our tuning lines: every security line stays."""
+def base_config_with(workdir: Path, properties: dict[str, str], stock: bool) -> Path:
+    """config.properties with `properties` replacing its lines; for stock, without our tuning
+    lines (every security line stays)."""
     lines = (REPO / "config.properties").read_text().splitlines()
-    kept = [line for line in lines if line.split("=", 1)[0].strip() not in TUNING_KEYS]
-    path = workdir / "stock.config.properties"
-    path.write_text("\n".join(kept) + "\n")
+    if stock:
+        lines = [line for line in lines if line.split("=", 1)[0].strip() not in TUNING_KEYS]
+    path = workdir / "base.config.properties"
+    path.write_text(render_properties_text("\n".join(lines) + "\n", properties))
     return path
 
 
 @contextlib.contextmanager
 def torchserve(label: str, workdir: Path, store: Path, models: list[str], stock: bool = False,
-               overrides: dict[str, str] | None = None, log_config: Path | None = LOG_CONFIG):
+               properties: dict[str, str] | None = None, settings: dict[str, str] | None = None):
+    """TorchServe through the entrypoint; `properties` replace lines of the base config.properties,
+    `settings` are extra SERVE_* variables."""
     workdir.mkdir(parents=True, exist_ok=True)
-    process = TorchServeProcess(workdir / "server", store, models, overrides=overrides or {},
-                                log_config=None if stock else log_config)
+    base_config = base_config_with(workdir, properties or {}, stock)
+    # TorchServe's own defaults for stock: its built-in logging, one worker per core.
+    stock_settings = {"SERVE_LOG_CONFIG": "builtin", "SERVE_WORKERS_PER_MODEL": str(os.cpu_count())}
+    settings = {"SERVE_BASE_CONFIG": str(base_config), **(stock_settings if stock else {}), **(settings or {})}
     started = time.monotonic()
-    process.start(stock_config(workdir) if stock else REPO / "config.properties")
-    try:
-        status = process.wait_until_ready(timeout=300)
-        if not status:
-            raise RuntimeError(f"{label} never became ready: {'; '.join(status.reasons)}\n{process.logs()}")
+    with EntrypointServer(workdir / "server", store, models, settings).running(timeout=300) as server:
         cold_start = time.monotonic() - started
-        token = read_keys(process.key_file)["inference"]
-        yield RunningServer(label, process.inference_url, token, [process.process.pid], cold_start)
-    finally:
-        process.stop()
+        token = read_keys(server.key_file)["inference"]
+        yield RunningServer(label, server.inference_url, token, [server.process.pid], cold_start)
 
 
 @contextlib.contextmanager
 def litserve(workdir: Path, artifacts: Path, model: str, workers: int):
     """LitServe with the model-config's batch size and delay and `workers` inference processes."""
     workdir.mkdir(parents=True, exist_ok=True)
-    config = MODELS[model].model_config()
+    config = CATALOG[model].model_config()
     port, token = free_port(), secrets.token_urlsafe(24)
     command = [sys.executable, "-m", "loadtest.litserve_app", "--model", model, "--model-dir", str(artifacts / model),
                "--port", str(port), "--workers", str(workers), "--batch-size", str(config.get("batchSize", 1)),

@@ -26,8 +26,8 @@ from urllib.parse import urlparse
 
 import psutil
 
-from deploy.client import TorchServeClient
-from deploy.samples import SAMPLES
+from deploy.client import DEFAULT_KEY_FILE, TorchServeClient
+from training.catalog import CATALOG
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -76,7 +76,7 @@ def growth_after_warmup(series: list[float], warmup_points: int) -> float:
 
 def soak(client: TorchServeClient, total: int, concurrency: int, sample_every: int, warmup_fraction: float) -> dict:
     models = client.registered_models()
-    plan = [(model, sample) for model in models for sample in SAMPLES[model](20)]
+    plan = [(model, sample) for model in models for sample in CATALOG[model].heldout_requests(20)]
     jobs = itertools.islice(itertools.cycle(plan), total)
     statuses, latencies, lock = Counter(), [], threading.Lock()
     snapshots = [memory_snapshot(client, models, 0)]
@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="http://127.0.0.1:8080")
     parser.add_argument("--management", default="http://127.0.0.1:8081")
-    parser.add_argument("--key-file", type=Path, default=Path("key_file.json"))
+    parser.add_argument("--key-file", type=Path, default=DEFAULT_KEY_FILE)
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--sample-every", type=int, default=500)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from loadtest.bench import machine
 from loadtest.load import BodyFiles, run_wrk
-from loadtest.models import MODELS, REPO
-from loadtest.servers import LOG_CONFIG, build_store, torchserve
+from training.catalog import CATALOG, REPO
+from loadtest.servers import build_store, torchserve
 
 # name -> (model-config overrides, config.properties overrides, use the quiet log4j2.xml)
 VARIANTS = {
@@ -36,14 +36,14 @@ VARIANTS = {
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="mnist", choices=sorted(MODELS))
+    parser.add_argument("--model", default="mnist", choices=sorted(CATALOG))
     parser.add_argument("--artifacts", type=Path, default=REPO / "artifacts")
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--levels", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--out", type=Path, default=REPO / "loadtest" / "results" / "tuning.md")
     args = parser.parse_args(argv)
-    bodies = BodyFiles(MODELS[args.model].samples(64))
+    bodies = BodyFiles(CATALOG[args.model].heldout_requests(64))
     header = " | ".join(f"c={level} req/s | p50 | p99" for level in args.levels)
     rows = [f"Tuning {args.model}, {datetime.date.today()}, {machine()['cores']} cores {machine()['cpu_model']}, "
             f"wrk {args.seconds:g} s per point, latencies in ms.", "",
@@ -55,8 +55,8 @@ def main(argv=None) -> None:
             work = Path(workdir) / str(index)
             store = build_store(args.artifacts, work / "store", [args.model], stock=False,
                                 model_config_overrides=model_config)
-            with torchserve(name, work, store, [args.model], overrides=properties,
-                            log_config=LOG_CONFIG if quiet_logs else None) as server:
+            with torchserve(name, work, store, [args.model], properties=properties,
+                            settings={} if quiet_logs else {"SERVE_LOG_CONFIG": "builtin"}) as server:
                 url = server.url(args.model)
                 run_wrk(url, bodies, server.token, max(args.levels), 1, server.pids)  # warm-up
                 results = [run_wrk(url, bodies, server.token, level, args.seconds, server.pids)

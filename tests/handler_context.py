@@ -1,18 +1,12 @@
-"""A real ts.context.Context for calling handler methods directly, without the frontend."""
+"""Handlers initialised on trained artifacts with a real ts Context, for calling their methods directly."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ts.context import Context, RequestProcessor
+from ts.context import Context
 
-
-def handler_context(model_dir: Path, name: str, batch: int, handler_settings: dict | None = None) -> Context:
-    manifest = {"model": {"modelName": name, "serializedFile": f"{name}.torchscript.pt", "handler": f"{name}.py"}}
-    context = Context(name, str(model_dir), manifest, batch_size=batch, gpu=None, mms_version="0.12.0",
-                      model_yaml_config={"handler": handler_settings or {}})
-    context.request_processor = [RequestProcessor({}) for _ in range(batch)]
-    return context
+from loadtest.handler_driver import handler_context
 
 
 def initialized(handler_class, model_dir: Path, name: str, batch: int = 4, handler_settings: dict | None = None):

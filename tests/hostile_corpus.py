@@ -63,7 +63,9 @@ def animated_gif() -> bytes:
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><script>alert(1)</script></svg>'
 
 
-def image_cases(model: str, max_image_bytes: int) -> list[HostileCase]:
+def image_cases(model: str, settings: dict) -> list[HostileCase]:
+    """For an image model whose model-config `handler:` section is `settings`."""
+    max_image_bytes = settings["max_image_bytes"]
     jpeg, png = encode(noise_image(), "JPEG"), encode(noise_image())
     cases = [
         HostileCase("empty-body", model, b"", 400, "empty body"),
@@ -89,7 +91,9 @@ def image_cases(model: str, max_image_bytes: int) -> list[HostileCase]:
     return cases
 
 
-def text_cases(model: str, max_chars: int, max_texts: int) -> list[HostileCase]:
+def text_cases(model: str, settings: dict) -> list[HostileCase]:
+    """For a text model whose model-config `handler:` section is `settings`."""
+    max_chars, max_texts = settings["max_text_chars"], settings["max_texts_per_request"]
     plain, as_json = {"Content-Type": "text/plain; charset=utf-8"}, {"Content-Type": "application/json"}
     return [
         HostileCase("empty-body", model, b"", 400, "empty", plain),
@@ -111,3 +115,12 @@ def text_cases(model: str, max_chars: int, max_texts: int) -> list[HostileCase]:
                     f"the limit is {max_texts}", as_json),
         HostileCase("over-max-request-size", model, b"a" * (4 * 1024 * 1024 + 1), 413, "", plain),
     ]
+
+
+# One builder per input kind (training/catalog.py `input_kind`).
+CASE_BUILDERS = {"image": image_cases, "text": text_cases}
+
+
+def hostile_cases(entry) -> list[HostileCase]:
+    """Every hostile case for one catalog entry, with its own limits."""
+    return CASE_BUILDERS[entry.input_kind](entry.name, entry.handler_settings())

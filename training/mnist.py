@@ -21,10 +21,11 @@ from torchvision.transforms import v2
 from handlers.transforms import digits
 from handlers.transforms.images import decode_image
 from training.data import handwritten
-from training.data.mnist import DATASET_NAME, load_mnist_digits, mnist_splits
+from training.data.mnist import DATASET_NAME, heldout_requests, load_mnist_digits, mnist_splits
 from training.data.splits import limit_per_split
 from training.engine import TrainConfig, fit
 from training.export import export_model, sha256_of_arrays
+from training.heldout import OfflineHeldout, eager_probabilities, load_metadata, load_state_dict
 
 
 class DigitNet(nn.Module):
@@ -103,6 +104,27 @@ def robustness_report(model: nn.Module, mnist_test_pixels: np.ndarray, mnist_tes
         "n_sklearn_digits": int(len(other_labels)),
         "source": handwritten.DATASET_NAME,
     }
+
+
+def offline_heldout(artifact_dir: Path) -> OfflineHeldout:
+    """The exported state_dict, eager, on every test digit through the training pipeline's dataset."""
+    seed = load_metadata(artifact_dir)["train_config"]["seed"]
+    raw_pixels, labels = load_mnist_digits()
+    test = mnist_splits(labels, seed).test
+    dataset = DigitDataset(normalize_all(raw_pixels[test]), labels[test])
+    model = load_state_dict(DigitNet(), artifact_dir, "mnist")
+    return OfflineHeldout(heldout_requests(None, seed), eager_probabilities(model, DataLoader(dataset, batch_size=256)),
+                          digits.CLASS_NAMES)
+
+
+def reported_figures(record: dict) -> dict[str, float]:
+    """The README's accuracy figures, from one run's metadata.json."""
+    robustness = record["robustness"]
+    return {"MNIST held-out test split": record["test"]["accuracy"],
+            "the same digits inverted (dark ink on white)": robustness["mnist_test_inverted"],
+            "scikit-learn `load_digits`, scaled into 28x28": robustness["sklearn_digits_plain"],
+            "the same digits as people send them (ink on paper, off-centre, JPEG)":
+                robustness["sklearn_digits_as_drawn"]}
 
 
 def main(argv=None) -> dict:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from handlers.transforms.images import to_rgb
 from training.data import fashion_mnist
 from training.engine import TrainConfig, evaluate, fit
 from training.export import export_model
+from training.heldout import OfflineHeldout, Sample, eager_probabilities, load_metadata, load_state_dict
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -158,6 +160,33 @@ def pretrain_on_source(out_dir: Path, plan: TransferPlan, per_class: int, epochs
     return weights, record
 
 
+def reported_figures(record: dict) -> dict[str, float]:
+    """The README's figures: transfer against scratch on the held-out test images."""
+    comparison = record["transfer_vs_scratch"]
+    figures = {"transfer-learned, held-out test images": comparison["transfer"]}
+    if "scratch" in comparison:
+        figures["the same budget from scratch"] = comparison["scratch"]
+        figures["gain of transfer (percentage points)"] = comparison["transfer"] - comparison["scratch"]
+    return figures
+
+
+def heldout_requests(count: int | None = None) -> list[Sample]:
+    """The offline demo's held-out photos (Fashion-MNIST's test part, fine-tuning classes) as PNGs."""
+    return fashion_mnist.heldout_requests(count)
+
+
+def offline_heldout(artifact_dir: Path) -> OfflineHeldout:
+    """The exported state_dict, eager, on every image of the test ImageFolder it was evaluated on;
+    the samples are those image files as a client would send them."""
+    record = load_metadata(artifact_dir)
+    transform = vision.eval_transform(record["input"]["image_size"])
+    test_set = image_folder(REPO / record["dataset"]["test_folder"], transform)
+    model = load_state_dict(build_resnet18(len(record["classes"]), "none"), artifact_dir, "resnet")
+    samples = [Sample(Path(path).read_bytes(), "application/octet-stream", test_set.classes[label])
+               for path, label in test_set.samples]
+    return OfflineHeldout(samples, eager_probabilities(model, DataLoader(test_set, batch_size=256)), record["classes"])
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, help="ImageFolder root with train/ val/ test/ (default: the offline demo)")
@@ -212,7 +241,8 @@ def main(argv=None) -> dict:
         model.cpu(), "resnet", args.out, DataLoader(test_set, batch_size=256), class_names,
         metadata={
             "dataset": {"name": dataset_name, "splits": {"train": len(train_set), "val": len(val_set),
-                                                         "test": len(test_set)}},
+                                                         "test": len(test_set)},
+                        "test_folder": str(Path(os.path.relpath((data_root / "test").resolve(), REPO)))},
             "input": {"kind": "image", "formats": ["PNG", "JPEG"], "image_size": plan.image_size,
                       "model_input": f"float32 (N, 3, {plan.image_size}, {plan.image_size})",
                       "normalisation": {"mean": vision.MEAN, "std": vision.STD}},

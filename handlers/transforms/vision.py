@@ -8,7 +8,6 @@ and serving; `train_transform` adds the augmentation.
 from __future__ import annotations
 
 import torch
-from PIL import Image
 from torchvision.transforms import v2
 
 from handlers.transforms.errors import InputError

@@ -1,11 +1,14 @@
-"""One real TorchServe per session on free loopback ports, serving the test-sized archives."""
+"""One real TorchServe per session, started by the production entrypoint on free loopback ports."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.conftest import FAST_TRAINING
-from deploy.torchserve_process import TorchServeProcess
+from loadtest.launcher import EntrypointServer
+from training.catalog import CATALOG
+
+# Long enough that concurrent test requests share a batch; the shipped model-configs use 5 ms.
+TEST_SETTINGS = {"SERVE_MAX_BATCH_DELAY_MS": "150"}
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -13,21 +16,15 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     server = item.funcargs.get("server") if hasattr(item, "funcargs") else None
-    if report.failed and isinstance(server, TorchServeProcess):
+    if report.failed and isinstance(server, EntrypointServer):
         report.sections.append(("TorchServe logs", server.logs()))
 
 
 @pytest.fixture(scope="session")
 def server(model_store, tmp_path_factory):
-    process = TorchServeProcess(tmp_path_factory.mktemp("torchserve"), model_store, list(FAST_TRAINING))
-    process.start()
-    try:
-        status = process.wait_until_ready(timeout=180)
-        if not status:
-            pytest.fail("TorchServe never became ready: " + "; ".join(status.reasons) + "\n" + process.logs())
-        yield process
-    finally:
-        process.stop()
+    with EntrypointServer(tmp_path_factory.mktemp("torchserve"), model_store, list(CATALOG),
+                          TEST_SETTINGS).running() as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

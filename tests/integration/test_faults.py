@@ -17,11 +17,11 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import REPO
+from loadtest.launcher import EntrypointServer
 from tests.heldout import mnist_test_digits
 from tests.images import png_of_pixels
-from deploy.torchserve_process import TorchServeProcess
 from training.archive import archive
+from training.catalog import CATALOG
 
 FAULT_HANDLERS = Path(__file__).resolve().parents[1] / "fault_handlers"
 SLOW_TIMEOUT_S = 2
@@ -32,15 +32,15 @@ def archive_variant(name: str, handler: Path, artifacts: Path, store: Path, work
     """The trained MNIST model packed under another name, with a test handler and config."""
     (work / name).mkdir(parents=True)
     shutil.copy(artifacts / "mnist" / "mnist.torchscript.pt", work / name / f"{name}.torchscript.pt")
-    settings = yaml.safe_load((REPO / "handlers" / "config" / "mnist.yaml").read_text()) | config
+    settings = CATALOG["mnist"].model_config() | config
     (work / f"{name}.yaml").write_text(yaml.safe_dump(settings))
     archive(name, work, store, model_config=work / f"{name}.yaml", handler=handler)
 
 
 @pytest.fixture(scope="module")
-def fault_store(artifacts, model_store, tmp_path_factory) -> Path:
+def fault_store(artifacts, tmp_path_factory) -> Path:
     store, work = tmp_path_factory.mktemp("fault_store"), tmp_path_factory.mktemp("fault_artifacts")
-    shutil.copy(model_store / "mnist.mar", store)
+    archive("mnist", artifacts, store)
     archive_variant("slow_mnist", FAULT_HANDLERS / "slow_mnist.py", artifacts, store, work,
                     responseTimeout=SLOW_TIMEOUT_S, batchSize=1)
     archive_variant("broken", FAULT_HANDLERS / "broken.py", artifacts, store, work)
@@ -49,20 +49,16 @@ def fault_store(artifacts, model_store, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def fault_server(fault_store, tmp_path_factory):
-    server = TorchServeProcess(tmp_path_factory.mktemp("fault_server"), fault_store, ["mnist", "slow_mnist"])
-    server.start()
-    try:
-        assert server.wait_until_ready(timeout=180), server.logs()
+    with EntrypointServer(tmp_path_factory.mktemp("fault_server"), fault_store, ["mnist", "slow_mnist"],
+                          {"SERVE_MAX_BATCH_DELAY_MS": "150"}).running() as server:
         yield server
-    finally:
-        server.stop()
 
 
 def good_digit() -> bytes:
     return png_of_pixels(mnist_test_digits()[0][0])
 
 
-def wait_for_new_ready_worker(server: TorchServeProcess, model: str, old_pids: set[int], timeout: float) -> float:
+def wait_for_new_ready_worker(server: EntrypointServer, model: str, old_pids: set[int], timeout: float) -> float:
     """Seconds until `model` has a READY worker whose pid is not in `old_pids`."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
@@ -137,7 +133,7 @@ def test_frontend_restart_brings_the_same_models_back_and_readiness_waits(fault_
 
 
 def test_broken_archive_makes_readiness_false_and_says_why_while_ping_says_healthy(fault_store, tmp_path):
-    server = TorchServeProcess(tmp_path, fault_store, ["mnist", "broken"])
+    server = EntrypointServer(tmp_path, fault_store, ["mnist", "broken"])
     server.start()
     try:
         client = server.client()
@@ -148,6 +144,6 @@ def test_broken_archive_makes_readiness_false_and_says_why_while_ping_says_healt
         assert any(reason.startswith("broken: 0/") for reason in status.reasons), status.reasons
         ping = requests.get(f"{server.inference_url}/ping", headers=client.auth_headers("inference"), timeout=10)
         assert ping.status_code == 200 and ping.json()["status"] == "Healthy"  # why /ping is not readiness
-        assert "deliberately broken" in (tmp_path / "logs" / "model_log.log").read_text()
+        assert "deliberately broken" in (server.run_dir / "logs" / "model_log.log").read_text()
     finally:
         server.stop()

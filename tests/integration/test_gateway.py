@@ -9,8 +9,7 @@ import requests
 
 from deploy.client import read_keys
 from deploy.gateway import GatewayConfig, make_server
-from tests.conftest import FAST_TRAINING
-from deploy.samples import SAMPLES
+from training.catalog import CATALOG
 
 CLIENT_KEYS = ["current-client-key", "next-client-key"]  # two lines: a rotation in progress
 MAX_BODY = 64 * 1024
@@ -34,14 +33,10 @@ def post(url: str, body: bytes, key: str | None) -> requests.Response:
     return requests.post(url, data=body, headers=headers, timeout=30)
 
 
-def test_every_test_model_has_a_sample_request():
-    assert set(FAST_TRAINING) <= set(SAMPLES)
-
-
 @pytest.mark.parametrize("key", CLIENT_KEYS)
 def test_client_key_gets_the_answer_torchserve_gives_directly(gateway, client, key):
-    for model in FAST_TRAINING:
-        body = SAMPLES[model](1)[0].body
+    for model in CATALOG:
+        body = CATALOG[model].heldout_requests(1)[0].body
         through_gateway = post(f"{gateway}/predictions/{model}", body, key)
         assert through_gateway.status_code == 200, through_gateway.text
         assert through_gateway.json() == client.predict(model, data=body).json()
@@ -49,16 +44,17 @@ def test_client_key_gets_the_answer_torchserve_gives_directly(gateway, client, k
 
 @pytest.mark.parametrize("key", [None, "", "wrong-key", "current-client-key-and-more"])
 def test_missing_or_wrong_client_key_is_refused_with_401(gateway, key):
-    model = next(iter(FAST_TRAINING))
-    response = post(f"{gateway}/predictions/{model}", SAMPLES[model](1)[0].body, key)
+    model = next(iter(CATALOG))
+    response = post(f"{gateway}/predictions/{model}", CATALOG[model].heldout_requests(1)[0].body, key)
     assert response.status_code == 401
     assert "key" in response.json()["message"]
 
 
 def test_torchserves_own_pod_key_is_not_a_client_key(gateway, server):
-    model = next(iter(FAST_TRAINING))
+    model = next(iter(CATALOG))
     pod_key = read_keys(server.key_file)["inference"]
-    assert post(f"{gateway}/predictions/{model}", SAMPLES[model](1)[0].body, pod_key).status_code == 401
+    body = CATALOG[model].heldout_requests(1)[0].body
+    assert post(f"{gateway}/predictions/{model}", body, pod_key).status_code == 401
 
 
 @pytest.mark.parametrize("method, path", [("GET", "/models"), ("GET", "/models/mnist"),
@@ -73,7 +69,7 @@ def test_management_and_other_routes_are_never_forwarded(gateway, method, path):
 
 
 def test_oversized_body_is_refused_with_413_before_reaching_torchserve(gateway):
-    model = next(iter(FAST_TRAINING))
+    model = next(iter(CATALOG))
     response = post(f"{gateway}/predictions/{model}", b"\0" * (MAX_BODY + 1), CLIENT_KEYS[0])
     assert response.status_code == 413
     assert str(MAX_BODY) in response.json()["message"]
@@ -86,17 +82,17 @@ def test_ping_needs_no_key(gateway):
 
 
 def test_gateway_logs_never_hold_a_key(gateway, caplog):
-    model = next(iter(FAST_TRAINING))
+    model = next(iter(CATALOG))
     with caplog.at_level("INFO", logger="gateway"):
-        post(f"{gateway}/predictions/{model}", SAMPLES[model](1)[0].body, CLIENT_KEYS[0])
-        post(f"{gateway}/predictions/{model}", SAMPLES[model](1)[0].body, "wrong-key")
+        post(f"{gateway}/predictions/{model}", CATALOG[model].heldout_requests(1)[0].body, CLIENT_KEYS[0])
+        post(f"{gateway}/predictions/{model}", CATALOG[model].heldout_requests(1)[0].body, "wrong-key")
     assert caplog.records, "the gateway logged no access line"
     assert not any(key in caplog.text for key in [*CLIENT_KEYS, "wrong-key"])
 
 
 def test_a_refused_request_body_is_never_read_as_the_next_request(gateway):
-    model = next(iter(FAST_TRAINING))
-    body = SAMPLES[model](1)[0].body
+    model = next(iter(CATALOG))
+    body = CATALOG[model].heldout_requests(1)[0].body
     with requests.Session() as session:  # keep-alive: both requests may share one connection
         refused = session.post(f"{gateway}/predictions/{model}", data=body,
                                headers={"Authorization": "Bearer wrong-key"}, timeout=30)

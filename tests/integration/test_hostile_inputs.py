@@ -9,36 +9,20 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
 import pytest
-import yaml
 from PIL import Image
 
-from deploy.samples import SAMPLES
-from tests.conftest import FAST_TRAINING, REPO
+from loadtest.verify import top_answer
 from tests.heldout import mnist_test_digits
-from tests.hostile_corpus import HostileCase, image_cases, text_cases
+from tests.hostile_corpus import HostileCase, hostile_cases
 from tests.images import encode, png_of_pixels
+from training.catalog import CATALOG
 
-
-def handler_setting(model: str, key: str):
-    return yaml.safe_load((REPO / "handlers" / "config" / f"{model}.yaml").read_text())["handler"][key]
-
-
-CASES: list[HostileCase] = [
-    *image_cases("mnist", handler_setting("mnist", "max_image_bytes")),
-    *image_cases("resnet", handler_setting("resnet", "max_image_bytes")),
-    *text_cases("sentiment", handler_setting("sentiment", "max_text_chars"),
-                handler_setting("sentiment", "max_texts_per_request")),
-]
+CASES: list[HostileCase] = [case for entry in CATALOG.values() for case in hostile_cases(entry)]
 ANSWER_TIME_LIMIT_S = 15  # "no hang", not a speed claim: CI machines are noisy
 
 
-def top_label(answer) -> str:
-    """mnist and sentiment answer {"label": ...}; resnet answers its top k, most likely first."""
-    return answer[0]["label"] if isinstance(answer, list) else answer["label"]
-
-
 def good_request(client, model: str):
-    sample = SAMPLES[model](1)[0]
+    sample = CATALOG[model].heldout_requests(1)[0]
     return client.predict(model, data=sample.body, headers={"Content-Type": sample.content_type})
 
 
@@ -47,7 +31,7 @@ def assert_good_request_answered(client, model: str) -> None:
     assert response.status_code == 200, response.text
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.model in FAST_TRAINING], ids=lambda c: c.id)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_hostile_request_gets_a_clear_4xx_quickly_and_no_worker_restarts(case, server, client):
     pids = server.worker_pids(case.model)
     started = time.monotonic()
@@ -62,9 +46,9 @@ def test_hostile_request_gets_a_clear_4xx_quickly_and_no_worker_restarts(case, s
     assert_good_request_answered(client, case.model)
 
 
-@pytest.mark.parametrize("model", sorted({c.model for c in CASES} & set(FAST_TRAINING)))
+@pytest.mark.parametrize("model", list(CATALOG))
 def test_hostile_requests_mixed_into_batches_leave_neighbours_unaffected(server, client, model):
-    sample = SAMPLES[model](1)[0]
+    sample = CATALOG[model].heldout_requests(1)[0]
     good = (sample.body, {"Content-Type": sample.content_type}, 200)
     expected = good_request(client, model).json()
     hostile = [(c.body, c.headers, c.status) for c in CASES if c.model == model and c.name != "over-max-request-size"]
@@ -75,7 +59,7 @@ def test_hostile_requests_mixed_into_batches_leave_neighbours_unaffected(server,
     assert [r.status_code for r in responses] == [status for _, _, status in interleaved]
     for response, request in zip(responses, interleaved):
         if request is good:
-            assert top_label(response.json()) == top_label(expected)
+            assert top_answer(response.json())[0] == top_answer(expected)[0]
     assert server.worker_pids(model) == pids
 
 
@@ -99,7 +83,8 @@ def test_slow_upload_does_not_block_other_clients(server, client):
 def test_path_traversal_in_model_names_finds_no_model(server, client, path):
     address = urlparse(server.inference_url)
     connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
-    connection.request("POST", path, body=SAMPLES["mnist"](1)[0].body, headers=client.auth_headers("inference"))
+    body = CATALOG["mnist"].heldout_requests(1)[0].body
+    connection.request("POST", path, body=body, headers=client.auth_headers("inference"))
     response = connection.getresponse()
     assert response.status in (400, 404), response.status
     connection.close()

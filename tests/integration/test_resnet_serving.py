@@ -2,48 +2,15 @@
 
 from __future__ import annotations
 
-import io
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-import torch
 from PIL import Image
 
-from handlers.transforms import vision
-from handlers.transforms.images import to_rgb
 from tests.heldout import fashion_target_test_images
 from tests.images import decompression_bomb_png, encode, png_of_pixels
-
-
-@pytest.fixture(scope="module")
-def offline(artifacts):
-    """The exported model and its preprocessing, run in this process."""
-    model_dir = artifacts / "resnet"
-    names = json.loads((model_dir / "index_to_name.json").read_text())
-    size = json.loads((model_dir / "metadata.json").read_text())["input"]["image_size"]
-    model = torch.jit.load(str(model_dir / "resnet.torchscript.pt")).eval()
-
-    def probabilities(body: bytes) -> torch.Tensor:
-        tensor = vision.eval_transform(size)(to_rgb(Image.open(io.BytesIO(body))))
-        return model(tensor.unsqueeze(0)).softmax(1)[0]
-
-    return probabilities, [names[str(i)] for i in range(len(names))]
-
-
-def test_heldout_images_get_the_offline_models_top1(client, offline):
-    probabilities, names = offline
-    images, _ = fashion_target_test_images()
-    for pixels in images[:12]:
-        body = png_of_pixels(pixels)
-        served = client.predict("resnet", data=body)
-        assert served.status_code == 200, served.text
-        expected = probabilities(body)
-        top = served.json()[0]
-        assert top["label"] == names[int(expected.argmax())]
-        assert top["score"] == pytest.approx(float(expected.max()), abs=1e-5)
 
 
 def test_top_k_is_sorted_sums_at_most_one_and_is_chosen_per_request(client, server):

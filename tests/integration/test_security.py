@@ -34,7 +34,8 @@ def test_keys_are_private_to_the_owner_and_never_logged(server, client):
     client.predict("mnist", data=b"not an image")
     assert stat.S_IMODE(server.key_file.stat().st_mode) == 0o600
     keys = read_keys(server.key_file)
-    logs = [server.workdir / "stdout.log", *(server.workdir / "logs").glob("*.log")]
+    logs = [server.workdir / "entrypoint.log", *(server.run_dir / "logs").glob("*.log")]
+    assert len(logs) >= 3 and all(log.stat().st_size > 0 for log in logs[:2]), logs
     for log in logs:
         text = log.read_text(errors="replace")
         leaked = [kind for kind, key in keys.items() if key in text]
@@ -42,6 +43,7 @@ def test_keys_are_private_to_the_owner_and_never_logged(server, client):
 
 
 def test_keys_and_archives_cannot_be_committed():
-    for path in ("key_file.json", "model_store/mnist.mar", "logs/model_log.log", "artifacts/mnist/metadata.json"):
+    for path in ("key_file.json", "run/key_file.json", "model_store/mnist.mar", "run/logs/model_log.log",
+                 "artifacts/mnist/metadata.json"):
         ignored = subprocess.run(["git", "check-ignore", "--quiet", path], cwd=REPO).returncode == 0
         assert ignored, f"{path} is not ignored by git"

@@ -15,11 +15,11 @@ from deploy.archives import ArchiveIntegrityError, unpack_archive, verified_arch
 from deploy.entrypoint import prepare_run_dir
 from deploy.serve_settings import (SettingsError, cgroup_cpu_quota, detect_cpu_count, render_properties,
                                    settings_from_env)
-from tests.conftest import FAST_TRAINING
+from training.catalog import CATALOG
 from tests.unit.test_config_security import properties
 
 REPO = Path(__file__).resolve().parents[2]
-MODELS = sorted(FAST_TRAINING)
+MODELS = sorted(CATALOG)
 
 
 @pytest.fixture
@@ -39,22 +39,43 @@ def test_models_default_to_every_archive_in_sha256sums(store):
     assert settings(store, SERVE_CPU_COUNT="4", SERVE_GPU_COUNT="0").models == MODELS
 
 
+def planned(rendered, shipped_workers: int = 2):
+    """The plan for archives that each ship minWorkers=shipped_workers, and the first model's overlay."""
+    plan = rendered.plan({model: {"minWorkers": shipped_workers} for model in MODELS})
+    return plan, rendered.model_config(plan, MODELS[0])
+
+
 @pytest.mark.parametrize("cores", [1, 2, 4, 8, 16])
 @pytest.mark.parametrize("workers", [1, 2])
 def test_workers_times_threads_never_exceed_the_cores(store, cores, workers):
-    rendered = settings(store, SERVE_CPU_COUNT=str(cores), SERVE_GPU_COUNT="0", SERVE_WORKERS_PER_MODEL=str(workers))
-    assert rendered.model_config()["handler"]["torch_threads"] == rendered.threads_per_worker >= 1
-    if rendered.total_workers <= cores:
-        assert rendered.total_workers * rendered.threads_per_worker <= cores
-        assert rendered.threads_per_worker == cores // rendered.total_workers
-    else:  # more workers than cores: one thread each, and the entrypoint warns
-        assert rendered.threads_per_worker == 1 and rendered.oversubscribed
+    plan, config = planned(settings(store, SERVE_CPU_COUNT=str(cores), SERVE_GPU_COUNT="0",
+                                    SERVE_WORKERS_PER_MODEL=str(workers)))
+    total_workers = workers * len(MODELS)
+    assert config["handler"]["torch_threads"] == plan.threads_per_worker >= 1
+    if total_workers <= cores:
+        assert plan.total_threads <= cores
+        assert plan.threads_per_worker == cores // total_workers
+    else:  # more workers than cores: one thread each, time-sliced, not oversubscribed OpenMP threads
+        assert plan.threads_per_worker == 1 and not plan.oversubscribed
+
+
+def test_explicit_threads_past_the_cores_are_flagged_as_oversubscribed(store):
+    plan, _ = planned(settings(store, SERVE_CPU_COUNT="2", SERVE_GPU_COUNT="0", SERVE_THREADS_PER_WORKER="2"))
+    assert plan.total_threads == 2 * 2 * len(MODELS) and plan.oversubscribed
+
+
+def test_workers_default_to_each_archives_own_and_threads_share_the_cores(store):
+    rendered = settings(store, SERVE_CPU_COUNT="12", SERVE_GPU_COUNT="0")
+    plan = rendered.plan({"a": {"minWorkers": 2}, "b": {"minWorkers": 3}, "c": {}})
+    assert plan.workers == {"a": 2, "b": 3, "c": 1}
+    assert plan.threads_per_worker == 12 // 6
+    assert rendered.model_config(plan, "b")["minWorkers"] == 3
 
 
 def test_cpu_host_renders_cpu_device_and_no_gpu(store):
     rendered = settings(store, SERVE_CPU_COUNT="8", SERVE_GPU_COUNT="0", SERVE_WORKERS_PER_MODEL="2",
                         SERVE_BATCH_SIZE="16", SERVE_MAX_BATCH_DELAY_MS="10")
-    config = rendered.model_config()
+    _, config = planned(rendered, shipped_workers=1)
     assert properties(render_properties(rendered.base_config, rendered.properties()))["number_of_gpu"] == "0"
     assert config["deviceType"] == "cpu" and "deviceIds" not in config
     assert config["minWorkers"] == config["maxWorkers"] == 2
@@ -63,15 +84,15 @@ def test_cpu_host_renders_cpu_device_and_no_gpu(store):
 
 def test_one_gpu_host_renders_gpu_device_ids_and_workers_per_gpu(store):
     rendered = settings(store, SERVE_CPU_COUNT="8", SERVE_GPU_COUNT="1", SERVE_WORKERS_PER_GPU="2")
-    config = rendered.model_config()
+    plan, config = planned(rendered, shipped_workers=1)
     assert properties(render_properties(rendered.base_config, rendered.properties()))["number_of_gpu"] == "1"
     assert config["deviceType"] == "gpu" and config["deviceIds"] == [0]
     assert config["minWorkers"] == config["maxWorkers"] == 2
-    assert rendered.total_workers * rendered.threads_per_worker <= 8
+    assert plan.total_threads <= 8
 
 
 def test_batching_stays_the_archives_own_unless_set(store):
-    config = settings(store, SERVE_CPU_COUNT="2", SERVE_GPU_COUNT="0").model_config()
+    _, config = planned(settings(store, SERVE_CPU_COUNT="2", SERVE_GPU_COUNT="0"))
     assert "batchSize" not in config and "maxBatchDelay" not in config
 
 
@@ -81,10 +102,10 @@ def test_rendered_config_keeps_every_protection_of_the_shipped_one(store):
     shipped = properties((REPO / "config.properties").read_text())
     final = properties(render_properties(rendered.base_config, rendered.properties()))
     changed = {key for key in shipped if final[key] != shipped[key]}
-    assert changed <= {"inference_address", "model_store", "load_models"}
+    assert changed <= {"inference_address", "model_store"}
     assert final["inference_address"] == "http://0.0.0.0:8080"
     assert final["management_address"] == shipped["management_address"] == "http://127.0.0.1:8081"
-    assert final["load_models"] == ",".join(MODELS)
+    assert final["model_store"] == str(rendered.run_dir / "models")  # only the verified, unpacked models
 
 
 @pytest.mark.parametrize("key", ["SERVE_MANAGEMENT_ADDRESS", "SERVE_METRICS_ADDRESS"])

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training.heldout import Sample, evenly_spread, png_bytes
+
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / "data_cache"
 PACKAGE = "dataset-fashion-mnist"
@@ -139,3 +141,12 @@ def target_image_folders(root: Path, budget_per_class: int, val_per_class: int, 
         write_image_folder(root / part, images, labels, CLASS_NAMES)
     done.touch()
     return root
+
+
+def heldout_requests(count: int | None = None) -> list[Sample]:
+    """Photos of the fine-tuning classes from the test part (training reads only the training
+    part) as the PNGs a client sends, spread over the classes."""
+    images, labels = load("t10k")
+    target = np.flatnonzero(np.isin(labels, TARGET_CLASSES))
+    ordered = target[np.argsort(labels[target], kind="stable")]  # by class, so a spread covers every class
+    return [Sample(png_bytes(images[i]), "image/png", CLASS_NAMES[labels[i]]) for i in evenly_spread(ordered, count)]

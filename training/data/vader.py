@@ -1,7 +1,7 @@
 """Human-rated English snippets from the VADER paper (Hutto & Gilbert, ICWSM 2014).
 
 They ship only in the vaderSentiment 3.3.2 *source* distribution (additional_resources/
-hutto_ICWSM_2014.tar.gz), which `make data` or the first training run downloads from PyPI into
+hutto_ICWSM_2014.tar.gz), which `make train` (or the first use here) downloads from PyPI into
 the git-ignored data_cache/. Each snippet carries the mean of ~20 raters' scores from -4 to +4.
 """
 

@@ -1,0 +1,115 @@
+"""Served equals offline: every held-out sample over HTTP against the eager model, for every model.
+
+    python -m loadtest.verify [--artifacts artifacts] [--limit N]     # `make verify`, after `make serve`
+
+For each model of the catalog that the server has, the raw held-out samples (PNG bytes, texts)
+go to the running server over HTTP, and the exported state_dict runs eagerly on the same
+examples prepared by the training pipeline's own dataset code (`offline_heldout` of its training
+module). Both must give the same label on every sample and the same probability for it within
+1e-4. One line per model; exit status 1 on any difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deploy.client import DEFAULT_KEY_FILE, TorchServeClient
+from training.catalog import CATALOG, REPO, ModelEntry
+from training.heldout import Sample, evenly_spread
+
+PROBABILITY_TOLERANCE = 1e-4
+
+
+def top_answer(answer) -> tuple[str, float]:
+    """(label, its probability) from any model's JSON answer: {"label", "score"}, {"label",
+    "probabilities"}, or a top-k list of {"label", "score"}, most likely first."""
+    best = answer[0] if isinstance(answer, list) else answer
+    label = str(best["label"])
+    return label, float(best["score"] if "score" in best else best["probabilities"][label])
+
+
+def send_all(client: TorchServeClient, model: str, samples: list[Sample], concurrency: int = 8) -> list:
+    """Each sample's HTTP status and JSON answer, in order."""
+    def send(sample: Sample):
+        response = client.predict(model, data=sample.body, headers={"Content-Type": sample.content_type})
+        return response.status_code, response.json()
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(send, samples))
+
+
+@dataclass
+class Verdict:
+    model: str
+    unit: str
+    count: int
+    labels_agree: int
+    max_probability_delta: float
+    served_accuracy: float
+    failures: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures and self.labels_agree == self.count
+
+    def line(self) -> str:
+        return (f"{self.model:10s} {self.count:5d} held-out {self.unit}: "
+                f"labels agree {self.labels_agree}/{self.count}, "
+                f"max |p_served - p_offline| {self.max_probability_delta:.1e}, served accuracy "
+                f"{self.served_accuracy:.1%}  {'OK' if self.passed else 'FAIL: ' + '; '.join(self.failures[:3])}")
+
+
+def verify_model(client: TorchServeClient, entry: ModelEntry, artifact_dir: Path, limit: int | None = None) -> Verdict:
+    offline = entry.training().offline_heldout(artifact_dir)
+    chosen = evenly_spread(np.arange(len(offline.samples)), limit)
+    samples = [offline.samples[i] for i in chosen]
+    answers = send_all(client, entry.name, samples)
+    agree, worst, correct, failures = 0, 0.0, 0, []
+    for index, sample, (status, answer) in zip(chosen, samples, answers):
+        if status != 200:
+            failures.append(f"sample {index}: HTTP {status} {answer}")
+            continue
+        label, score = top_answer(answer)
+        probabilities = offline.probabilities[index]
+        offline_label = offline.class_names[int(probabilities.argmax())]
+        agree += label == offline_label
+        correct += label == sample.expected
+        if label != offline_label:
+            failures.append(f"sample {index}: served {label}, offline {offline_label}")
+            continue
+        delta = abs(score - float(probabilities[offline.class_names.index(label)]))
+        worst = max(worst, delta)
+        if delta > PROBABILITY_TOLERANCE:
+            failures.append(f"sample {index}: p({label}) served {score:.6f}, offline differs by {delta:.1e}")
+    return Verdict(entry.name, entry.unit, len(samples), agree, worst, correct / max(len(samples), 1), failures)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default="http://127.0.0.1:8080")
+    parser.add_argument("--management", default="http://127.0.0.1:8081")
+    parser.add_argument("--key-file", type=Path, default=DEFAULT_KEY_FILE)
+    parser.add_argument("--artifacts", type=Path, default=REPO / "artifacts")
+    parser.add_argument("--limit", type=int, default=None, help="samples per model, spread over the test set "
+                                                                "(default: all of them)")
+    args = parser.parse_args(argv)
+    client = TorchServeClient(args.url, args.management, args.key_file, timeout=60)
+    served = set(client.registered_models())
+    verdicts = []
+    for name, entry in CATALOG.items():
+        if name not in served:
+            print(f"{name:10s} not served: FAIL")
+            return 1
+        verdicts.append(verify_model(client, entry, args.artifacts / name, args.limit))
+        print(verdicts[-1].line(), flush=True)
+    return 0 if all(verdict.passed for verdict in verdicts) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

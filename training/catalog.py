@@ -1,0 +1,80 @@
+"""The model catalog: the one list of the models this repository trains and serves.
+
+A model is its training module `training/<name>.py`, its handler `handlers/<name>.py`, its
+model-config `handlers/config/<name>.yaml`, its transforms under `handlers/transforms/`, and one
+entry below. The Makefile, the test fixtures, the hostile corpus, the load tests, the bench,
+`make predict` and `make verify` all iterate over this list; tests/unit/test_catalog.py checks
+that every entry is complete and that no other file keeps a list of models.
+
+Each training module provides, besides its `main(argv)` entry point:
+  heldout_requests(count=None) -> list[Sample]   real client requests from the held-out test split
+  offline_heldout(artifact_dir) -> OfflineHeldout the eager model (state_dict) on the same samples,
+                                                  prepared by the training pipeline's dataset code
+  reported_figures(metadata) -> {name: accuracy}  the README's figures from one run (`make figures`)
+
+    python -m training.catalog      # the model names on one line (the Makefile reads this)
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    handler: str                        # "module:Class" of its TorchServe handler
+    unit: str                           # what one request carries, for reports: "images", "texts"
+    input_kind: str                     # "image" or "text": the hostile corpus its endpoint must withstand
+    fast_training_args: tuple[str, ...]  # the small, fast training configuration of `make test`
+
+    @property
+    def endpoint(self) -> str:
+        return f"/predictions/{self.name}"
+
+    @property
+    def training_module(self) -> str:
+        return f"training.{self.name}"
+
+    @property
+    def model_config_path(self) -> Path:
+        return REPO / "handlers" / "config" / f"{self.name}.yaml"
+
+    def model_config(self) -> dict:
+        import yaml
+
+        return yaml.safe_load(self.model_config_path.read_text())
+
+    def handler_settings(self) -> dict:
+        """The model-config's `handler:` section: the limits its handler enforces."""
+        return self.model_config().get("handler") or {}
+
+    def handler_class(self):
+        module, cls = self.handler.split(":")
+        return getattr(importlib.import_module(module), cls)
+
+    def training(self):
+        return importlib.import_module(self.training_module)
+
+    def heldout_requests(self, count: int | None = None):
+        return self.training().heldout_requests(count)
+
+
+CATALOG: dict[str, ModelEntry] = {entry.name: entry for entry in [
+    ModelEntry("mnist", "handlers.mnist:MnistHandler", unit="images", input_kind="image",
+               fast_training_args=("--epochs", "5", "--limit", "1500")),
+    ModelEntry("sentiment", "handlers.sentiment:SentimentHandler", unit="texts", input_kind="text",
+               fast_training_args=("--epochs", "4", "--limit", "8000", "--vader-repeats", "1")),
+    ModelEntry("resnet", "handlers.resnet:ResnetHandler", unit="images", input_kind="image",
+               fast_training_args=("--image-size", "32", "--budget", "40", "--val-per-class", "10",
+                                   "--test-per-class", "50", "--pretrain-per-class", "300", "--pretrain-epochs", "2",
+                                   "--head-epochs", "2", "--finetune-epochs", "3")),
+]}
+
+
+if __name__ == "__main__":
+    print(" ".join(CATALOG))

@@ -1,0 +1,74 @@
+"""The README's accuracy tables, generated from the metadata.json files that training wrote.
+
+    python -m training.report [--artifacts artifacts] [--readme README.md]      # `make figures`
+
+For each model of the catalog: the shipped run (artifacts/<model>/, seed 0) and every other seed
+under artifacts/seeds/<model>/seed<N>/, as mean, standard deviation and range over the seeds,
+because CPU training is not bit-for-bit repeatable and one seed is one draw. Each table replaces
+the text between `<!-- figures:<model> -->` and `<!-- /figures:<model> -->` in the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from training.catalog import CATALOG, REPO
+
+
+def seed_records(artifacts: Path, model: str) -> list[tuple[int, dict]]:
+    """(seed, metadata) of the shipped run and of every extra seed, shipped first."""
+    paths = [artifacts / model / "metadata.json", *sorted((artifacts / "seeds" / model).glob("seed*/metadata.json"))]
+    records = [json.loads(path.read_text()) for path in paths if path.exists()]
+    return [(record["train_config"]["seed"] if "train_config" in record else record["plan"]["seed"], record)
+            for record in records]
+
+
+def percent(value: float) -> str:
+    return f"{100 * value:.1f} %"
+
+
+def table(model: str, records: list[tuple[int, dict]]) -> str:
+    figures = CATALOG[model].training().reported_figures
+    shipped_seed, shipped = records[0]
+    values = {name: [figures(record)[name] for _, record in records] for name in figures(shipped)}
+    seeds = ", ".join(str(seed) for seed, _ in records)
+    lines = [f"| {model}: held-out figure | shipped (seed {shipped_seed}) | mean ± sd over seeds {seeds} | range |",
+             "|---|---:|---:|---:|"]
+    for name, series in values.items():
+        series = np.array(series)
+        lines.append(f"| {name} | **{percent(series[0])}** | {percent(series.mean())} ± {100 * series.std():.1f} | "
+                     f"{percent(series.min())} – {percent(series.max())} |")
+    return "\n".join(lines)
+
+
+def update(readme: str, model: str, generated: str) -> str:
+    pattern = re.compile(rf"(<!-- figures:{model} -->\n).*?(<!-- /figures:{model} -->)", re.S)
+    if not pattern.search(readme):
+        raise SystemExit(f"README has no <!-- figures:{model} --> ... <!-- /figures:{model} --> markers")
+    return pattern.sub(lambda match: match.group(1) + generated + "\n" + match.group(2), readme)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--artifacts", type=Path, default=REPO / "artifacts")
+    parser.add_argument("--readme", type=Path, default=REPO / "README.md")
+    args = parser.parse_args(argv)
+    readme = args.readme.read_text()
+    for model in CATALOG:
+        records = seed_records(args.artifacts, model)
+        if not records:
+            raise SystemExit(f"no {args.artifacts / model}/metadata.json: run `make train` first")
+        generated = table(model, records)
+        readme = update(readme, model, generated)
+        print(generated + "\n")
+    args.readme.write_text(readme)
+    print(f"updated {args.readme}")
+
+
+if __name__ == "__main__":
+    main()
