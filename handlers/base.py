@@ -10,16 +10,25 @@ request_options() when a request carries options besides its payload (e.g. ResNe
 What the base adds over TorchServe's BaseHandler: each request of a batch is validated on its
 own, so a bad one gets its own 4xx JSON answer (via context.set_response_status) while its
 neighbours are computed normally; limits come from the model's model-config.yaml `handler:`
-section; torch threads are pinned so workers x threads never oversubscribe the cores.
+section; torch runs the thread count set there (`torch_threads`; else OMP_NUM_THREADS, else 1).
+Sizing workers x threads to the cores is the entrypoint's job (deploy/serve_settings.py).
+
+Metrics, per batch, labelled by ModelName: TorchServe's own HandlerTime (ms), and
+HandlerRejectedRequests (by Status), HandlerPreprocessSeconds (decode + collate),
+HandlerModelSeconds (forward pass) and HandlerBatchExamples (examples the model computed).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
+from collections import Counter
 from http import HTTPStatus
 
 import torch
+from ts.metrics.dimension import Dimension
+from ts.metrics.metric_type_enum import MetricTypes
 from ts.torch_handler.base_handler import BaseHandler
 
 from handlers.transforms.errors import InputError
@@ -84,9 +93,11 @@ class ServingHandler(BaseHandler):
         raise InputError("empty body: send the input as the request body or a multipart field 'data'")
 
     def handle(self, data: list[dict], context) -> list:
+        started = time.perf_counter()
         self.context = context
         answers: list = [None] * len(data)
         examples, options, spans = [], [], []  # spans: (request index, first example, end, answer_is_a_list)
+        rejected: Counter[int] = Counter()  # HTTP status -> requests of this batch answered with it
         for idx, row in enumerate(data):
             context.set_response_content_type(idx, "application/json")
             try:
@@ -95,26 +106,54 @@ class ServingHandler(BaseHandler):
                 decoded = [self.decode_request(item) for item in items]
             except InputError as error:
                 answers[idx] = self._reject(context, idx, error.status, error.message)
+                rejected[error.status] += 1
                 continue
             except Exception:  # a bug in decoding one request must not fail its neighbours
                 logger.exception("decoding request %d failed", idx)
                 answers[idx] = self._reject(context, idx, 500, "internal error while decoding the input")
+                rejected[500] += 1
                 continue
             spans.append((idx, len(examples), len(examples) + len(decoded), many))
             examples.extend(decoded)
             options.extend([request_options] * len(decoded))
 
+        batch = self.collate(examples) if examples else None
+        preprocessed = time.perf_counter()
+        model_seconds = 0.0
         if examples:
-            outputs = self.predict(examples, options)
+            outputs = self.forward(batch)
+            model_seconds = time.perf_counter() - preprocessed
+            encoded = self.encode_responses(outputs, options)
             for idx, start, end, many in spans:
-                answers[idx] = outputs[start:end] if many else outputs[start]
+                answers[idx] = encoded[start:end] if many else encoded[start]
+        self._record_metrics(context, rejected, preprocessed - started, model_seconds, len(examples),
+                             handler_ms=(time.perf_counter() - started) * 1000)
         return answers
 
     def predict(self, examples: list, options: list[dict] | None = None) -> list:
-        batch = self.collate(examples)
+        """Answers for decoded examples: handle() without the per-request decoding and metrics."""
+        return self.encode_responses(self.forward(self.collate(examples)), options or [{}] * len(examples))
+
+    def forward(self, batch):
         with torch.inference_mode():
             outputs = self.model(*batch) if isinstance(batch, tuple) else self.model(batch)
-        return self.encode_responses(outputs.float().cpu(), options or [{}] * len(examples))
+        return outputs.float().cpu()  # the copy also waits for a GPU's kernels, so model time ends here
+
+    @staticmethod
+    def _record_metrics(context, rejected: Counter, preprocess_seconds: float, model_seconds: float,
+                        examples: int, handler_ms: float) -> None:
+        metrics = context.metrics
+        if metrics is None:  # a Context built outside a TorchServe worker (unit tests, in-process bench)
+            return
+        metrics.add_time("HandlerTime", round(handler_ms, 2), None, "ms")  # as BaseHandler.handle records it
+        model = Dimension("ModelName", context.model_name)
+        for status, count in sorted(rejected.items()):
+            metrics.add_counter("HandlerRejectedRequests", count, None, [model, Dimension("Status", str(status))])
+        # Seconds, because TorchServe's Prometheus histograms use the client's default buckets (5 ms .. 10 s).
+        metrics.add_time("HandlerPreprocessSeconds", preprocess_seconds, None, "s", [model], MetricTypes.HISTOGRAM)
+        if examples:
+            metrics.add_time("HandlerModelSeconds", model_seconds, None, "s", [model], MetricTypes.HISTOGRAM)
+            metrics.add_metric("HandlerBatchExamples", examples, "count", None, [model], MetricTypes.HISTOGRAM)
 
     @staticmethod
     def _reject(context, idx: int, status: int, message: str) -> dict:
