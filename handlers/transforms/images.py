@@ -15,8 +15,9 @@ ACCEPTED_FORMATS = ("PNG", "JPEG")
 def decode_image(data: bytes | bytearray, max_bytes: int, max_pixels: int, min_side: int = 1) -> Image.Image:
     """PNG/JPEG bytes -> a fully loaded PIL image.
 
-    The size check reads only the header, so a decompression bomb (a tiny file that declares a
-    huge canvas) is refused before it is decoded.
+    The size checks read only the header, so a decompression bomb (a tiny file that declares a
+    huge canvas) is refused before it is decoded: first by PIL's own limit (Image.MAX_IMAGE_PIXELS,
+    whose warning is raised as an error here), then by the model's `max_pixels`.
     """
     if not data:
         raise InputError("empty body: send PNG or JPEG bytes")
@@ -29,13 +30,14 @@ def decode_image(data: bytes | bytearray, max_bytes: int, max_pixels: int, min_s
     except UnidentifiedImageError:
         raise InputError("body is not a PNG or JPEG image", status=415) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputError(f"image declares too many pixels; the limit is {max_pixels}", status=413) from None
+        raise InputError(f"image declares more pixels than PIL's decompression-bomb limit of "
+                         f"{Image.MAX_IMAGE_PIXELS}", status=413) from None
     except (OSError, SyntaxError, ValueError) as error:  # a header cut off or mangled before its end
         raise InputError(f"image is truncated or corrupt ({error})") from None
     width, height = image.size
     if width * height > max_pixels:
-        raise InputError(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}",
-                         status=413)
+        raise InputError(f"image is {width}x{height} = {width * height} pixels; the model's max_image_pixels "
+                         f"limit is {max_pixels}", status=413)
     if min(width, height) < min_side:
         raise InputError(f"image is {width}x{height}; both sides must be at least {min_side} px", status=422)
     try:

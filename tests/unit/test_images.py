@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -42,12 +44,37 @@ def test_gif_is_refused_even_when_valid():
     assert error.value.status == 415
 
 
-def test_decompression_bomb_is_refused_from_its_header():
+def test_decompression_bomb_is_refused_from_its_header_by_pils_limit():
     bomb = decompression_bomb_png()
     assert len(bomb) < 200_000
     with pytest.raises(InputError) as error:
         decode_image(bomb, **LIMITS)
-    assert error.value.status == 413 and "pixels" in error.value.message
+    assert error.value.status == 413
+    assert f"PIL's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS}" in error.value.message
+    assert "max_image_pixels" not in error.value.message
+
+
+@pytest.mark.parametrize("max_pixels", [1_000_000, 10**12])
+def test_image_between_pils_warning_and_error_thresholds_is_refused_whatever_the_model_allows(max_pixels):
+    """PIL only warns from MAX_IMAGE_PIXELS up to twice that; decode_image makes the warning an error."""
+    side = math.isqrt(Image.MAX_IMAGE_PIXELS) + 100  # a few percent over the warning threshold
+    assert Image.MAX_IMAGE_PIXELS < side * side < 2 * Image.MAX_IMAGE_PIXELS
+    with pytest.raises(InputError) as error:
+        decode_image(decompression_bomb_png(side), max_bytes=1_000_000, max_pixels=max_pixels)
+    assert error.value.status == 413
+    assert f"PIL's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS}" in error.value.message
+
+
+def test_image_over_the_models_pixel_limit_but_under_pils_is_refused_by_the_models_limit():
+    """5000x1000 is far below PIL's limit, so only the model's max_pixels can refuse it."""
+    wide = encode(Image.new("L", (5000, 1000)))
+    assert 5_000_000 < Image.MAX_IMAGE_PIXELS
+    with pytest.raises(InputError) as error:
+        decode_image(wide, max_bytes=1_000_000, max_pixels=4_000_000)
+    assert error.value.status == 413
+    assert error.value.message == ("image is 5000x1000 = 5000000 pixels; "
+                                   "the model's max_image_pixels limit is 4000000")
+    assert decode_image(wide, max_bytes=1_000_000, max_pixels=5_000_000).size == (5000, 1000)
 
 
 def test_truncated_png_and_jpeg_are_refused():

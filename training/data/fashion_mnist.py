@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import shutil
 import subprocess
 import tempfile
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training.data.splits import Splits, fingerprint
 from training.heldout import Sample, evenly_spread, png_bytes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,6 +30,7 @@ CLASS_NAMES = ["T-shirt/top", "trouser", "pullover", "dress", "coat",
                "sandal", "shirt", "sneaker", "bag", "ankle boot"]
 SOURCE_CLASSES = (0, 1, 2, 3, 4)
 TARGET_CLASSES = (5, 6, 7, 8, 9)
+SPLIT_FINGERPRINTS = "split_sha256.json"  # written beside the target task's folders
 # SHA-256 of the files in Debian's package (0.0~git20200523.55506a9-1), so a corrupted or
 # different download is caught before training.
 IDX_SHA256 = {
@@ -134,6 +137,10 @@ def target_image_folders(root: Path, budget_per_class: int, val_per_class: int, 
     train = take_per_class(train_labels, TARGET_CLASSES, budget_per_class, rng)
     val = take_per_class(train_labels, TARGET_CLASSES, val_per_class, rng, exclude=train)
     test = take_per_class(test_labels, TARGET_CLASSES, test_per_class, rng)
+    Splits(train, val, [])  # refuses an image in both
+    (root / SPLIT_FINGERPRINTS).parent.mkdir(parents=True, exist_ok=True)
+    (root / SPLIT_FINGERPRINTS).write_text(json.dumps(
+        {"train": fingerprint(train), "val": fingerprint(val), "test (indices into t10k)": fingerprint(test)}))
     for part, images, labels in (("train", train_images[train], train_labels[train]),
                                  ("val", train_images[val], train_labels[val]),
                                  ("test", test_images[test], test_labels[test])):
