@@ -1,20 +1,22 @@
 """Served equals offline: every held-out sample over HTTP against the eager model, for every model.
 
-    python -m loadtest.verify [--artifacts artifacts] [--limit N]     # `make verify`, after `make serve`
+    python -m loadtest.verify [--artifacts artifacts] [--limit N] [--out loadtest/results/verify.json]
 
 For each model of the catalog that the server has, the raw held-out samples (PNG bytes, texts)
 go to the running server over HTTP, and the exported state_dict runs eagerly on the same
 examples prepared by the training pipeline's own dataset code (`offline_heldout` of its training
 module). Both must give the same label on every sample and the same probability for it within
-1e-4. One line per model; exit status 1 on any difference.
+1e-4. One line per model, and every figure in --out; exit status 1 on any difference.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +100,7 @@ def main(argv=None) -> int:
     parser.add_argument("--artifacts", type=Path, default=REPO / "artifacts")
     parser.add_argument("--limit", type=int, default=None, help="samples per model, spread over the test set "
                                                                 "(default: all of them)")
+    parser.add_argument("--out", type=Path, default=REPO / "loadtest" / "results" / "verify.json")
     args = parser.parse_args(argv)
     client = TorchServeClient(args.url, args.management, args.key_file, timeout=60)
     served = set(client.registered_models())
@@ -108,6 +111,12 @@ def main(argv=None) -> int:
             return 1
         verdicts.append(verify_model(client, entry, args.artifacts / name, args.limit))
         print(verdicts[-1].line(), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "tolerance": PROBABILITY_TOLERANCE,
+        "models": [{**asdict(verdict), "failures": verdict.failures[:20], "passed": verdict.passed}
+                   for verdict in verdicts]}, indent=2) + "\n")
     return 0 if all(verdict.passed for verdict in verdicts) else 1
 
 
