@@ -23,7 +23,8 @@ class ResnetHandler(ImageHandler):
         model_dir = Path(context.system_properties["model_dir"])
         index_to_name = json.loads((model_dir / "index_to_name.json").read_text())
         self.class_names = [index_to_name[str(i)] for i in range(len(index_to_name))]
-        self.transform = vision.eval_transform(json.loads((model_dir / "metadata.json").read_text())["input"]["image_size"])
+        image_size = json.loads((model_dir / "metadata.json").read_text())["input"]["image_size"]
+        self.transform = vision.eval_transform(image_size)
 
     def request_options(self, row, idx):
         raw = row.get("topk", self.request_header(idx, "X-TopK"))

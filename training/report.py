@@ -1,11 +1,12 @@
-"""The README's accuracy tables, generated from the metadata.json files that training wrote.
+"""The README's accuracy tables, generated from the files that training and `make verify` wrote.
 
     python -m training.report [--artifacts artifacts] [--readme README.md]      # `make figures`
 
 For each model of the catalog: the shipped run (artifacts/<model>/, seed 0) and every other seed
 under artifacts/seeds/<model>/seed<N>/, as mean, standard deviation and range over the seeds,
 because CPU training is not bit-for-bit repeatable and one seed is one draw. Each table replaces
-the text between `<!-- figures:<model> -->` and `<!-- /figures:<model> -->` in the README.
+the text between `<!-- figures:<model> -->` and `<!-- /figures:<model> -->` in the README; the
+last `make verify` (loadtest/results/verify.json) fills `<!-- figures:verify -->`.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ def percent(value: float) -> str:
 def table(model: str, records: list[tuple[int, dict]]) -> str:
     figures = CATALOG[model].training().reported_figures
     shipped_seed, shipped = records[0]
-    values = {name: [figures(record)[name] for _, record in records] for name in figures(shipped)}
+    # Figures added to training later are shown once every seed's run has them.
+    names = [name for name in figures(shipped) if all(name in figures(record) for _, record in records)]
+    values = {name: [figures(record)[name] for _, record in records] for name in names}
     seeds = ", ".join(str(seed) for seed, _ in records)
     lines = [f"| {model}: held-out figure | shipped (seed {shipped_seed}) | mean ± sd over seeds {seeds} | range |",
              "|---|---:|---:|---:|"]
@@ -43,6 +46,15 @@ def table(model: str, records: list[tuple[int, dict]]) -> str:
         series = np.array(series)
         lines.append(f"| {name} | **{percent(series[0])}** | {percent(series.mean())} ± {100 * series.std():.1f} | "
                      f"{percent(series.min())} – {percent(series.max())} |")
+    return "\n".join(lines)
+
+
+def verify_table(path: Path) -> str:
+    report = json.loads(path.read_text())
+    lines = [f"| `make verify`, {report['date'][:10]} | held-out samples | labels agree | "
+             f"max \\|p_served − p_offline\\| | served accuracy |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {row['model']} | {row['count']:,} {row['unit']} | {row['labels_agree']:,} / {row['count']:,} | "
+              f"{row['max_probability_delta']:.1e} | {percent(row['served_accuracy'])} |" for row in report["models"]]
     return "\n".join(lines)
 
 
@@ -66,6 +78,9 @@ def main(argv=None) -> None:
         generated = table(model, records)
         readme = update(readme, model, generated)
         print(generated + "\n")
+    verified = REPO / "loadtest" / "results" / "verify.json"
+    if verified.exists():
+        readme = update(readme, "verify", verify_table(verified))
     args.readme.write_text(readme)
     print(f"updated {args.readme}")
 

@@ -202,6 +202,7 @@ def test_probes_check_readiness_liveness_and_slow_starts(overlay):
 def test_gpu_limits_node_selector_and_tolerations_only_in_the_gpu_overlay():
     gpu, cpu = container(pod_spec("gpu"), "torchserve"), container(pod_spec("cpu"), "torchserve")
     assert gpu["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert "nvidia.com/gpu" not in cpu["resources"].get("limits", {})
     assert pod_spec("gpu")["nodeSelector"] and pod_spec("gpu")["tolerations"][0]["key"] == "nvidia.com/gpu"
     assert "nvidia" not in yaml.safe_dump(list(rendered("cpu")))
 

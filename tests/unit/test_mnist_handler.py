@@ -59,4 +59,5 @@ def test_image_over_mnists_own_pixel_limit_gets_413_naming_that_limit(artifacts)
     digit = png_of_pixels(mnist_test_digits()[0][0])
     answers = handler.handle([{"body": bytearray(wide)}, {"body": bytearray(digit)}], context)
     assert statuses(context, 2) == [413, 200]
-    assert answers[0]["message"] == f"image is 5000x1000 = 5000000 pixels; the model's max_image_pixels limit is {limit}"
+    assert answers[0]["message"] == (f"image is 5000x1000 = 5000000 pixels; "
+                                     f"the model's max_image_pixels limit is {limit}")
