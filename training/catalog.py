@@ -72,7 +72,7 @@ CATALOG: dict[str, ModelEntry] = {entry.name: entry for entry in [
     ModelEntry("resnet", "handlers.resnet:ResnetHandler", unit="images", input_kind="image",
                fast_training_args=("--image-size", "32", "--budget", "40", "--val-per-class", "10",
                                    "--test-per-class", "50", "--pretrain-per-class", "300", "--pretrain-epochs", "2",
-                                   "--head-epochs", "2", "--finetune-epochs", "3")),
+                                   "--head-epochs", "4", "--finetune-epochs", "3")),
 ]}
 
 

@@ -33,6 +33,10 @@ def percent(value: float) -> str:
     return f"{100 * value:.1f} %"
 
 
+def points(value: float) -> str:
+    return f"{100 * value:+.1f} points"
+
+
 def table(model: str, records: list[tuple[int, dict]]) -> str:
     figures = CATALOG[model].training().reported_figures
     shipped_seed, shipped = records[0]
@@ -43,9 +47,9 @@ def table(model: str, records: list[tuple[int, dict]]) -> str:
     lines = [f"| {model}: held-out figure | shipped (seed {shipped_seed}) | mean ± sd over seeds {seeds} | range |",
              "|---|---:|---:|---:|"]
     for name, series in values.items():
-        series = np.array(series)
-        lines.append(f"| {name} | **{percent(series[0])}** | {percent(series.mean())} ± {100 * series.std():.1f} | "
-                     f"{percent(series.min())} – {percent(series.max())} |")
+        series, shown = np.array(series), points if "points" in name else percent
+        lines.append(f"| {name} | **{shown(series[0])}** | {shown(series.mean())} ± {100 * series.std():.1f} | "
+                     f"{shown(series.min())} – {shown(series.max())} |")
     return "\n".join(lines)
 
 

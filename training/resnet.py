@@ -186,7 +186,7 @@ def reported_figures(record: dict) -> dict[str, float]:
     figures = {"transfer-learned, held-out test images": comparison["transfer"]}
     if "scratch" in comparison:
         figures["the same budget from scratch"] = comparison["scratch"]
-        figures["gain of transfer (percentage points)"] = comparison["transfer"] - comparison["scratch"]
+        figures["gain of transfer over scratch (points)"] = comparison["transfer"] - comparison["scratch"]
     if "frozen_features" in comparison:
         figures["a head on frozen pretrained features"] = comparison["frozen_features"]["pretrained"]
         figures["a head on frozen random features"] = comparison["frozen_features"]["random"]
