@@ -6,7 +6,8 @@ For each model of the catalog: the shipped run (artifacts/<model>/, seed 0) and 
 under artifacts/seeds/<model>/seed<N>/, as mean, standard deviation and range over the seeds,
 because CPU training is not bit-for-bit repeatable and one seed is one draw. Each table replaces
 the text between `<!-- figures:<model> -->` and `<!-- /figures:<model> -->` in the README; the
-last `make verify` (loadtest/results/verify.json) fills `<!-- figures:verify -->`.
+last `make verify` (loadtest/results/verify.json) fills `<!-- figures:verify -->` and the last
+full `make bench` (loadtest/results/bench.json) `<!-- figures:bench -->`.
 """
 
 from __future__ import annotations
@@ -62,6 +63,28 @@ def verify_table(path: Path) -> str:
     return "\n".join(lines)
 
 
+def bench_table(path: Path) -> str:
+    report = json.loads(path.read_text())
+    machine = report["machine"]
+    lines = [f"Full run of {report['date'][:10]}, {machine['cores']} cores {machine['cpu_model']}, "
+             f"{report['load_generator']}, {report['seconds_per_level']} s per point:", "",
+             "| model | in-process ceiling | this service (peak) | served / in-process | stock TorchServe | "
+             "LitServe | p50 / p99 when paced | cold start |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, figures in report["models"].items():
+        def peak(label):
+            return max(level["throughput_rps"] for level in figures["servers"][label]["levels"])
+        ratios = {baseline: report["ratios"][f"{name}_ours_over_{baseline}"] for baseline in
+                  ("inprocess", "stock", "litserve")}
+        paced = figures["servers"]["ours"]["paced_at_70pct_of_peak"]
+        lines.append(
+            f"| {name} ({figures['unit']}/s) | {max(row['throughput_rps'] for row in figures['inprocess']):,.0f} | "
+            f"{peak('ours'):,.0f} | {ratios['inprocess']:.2f} | {peak('stock'):,.0f} (ours {ratios['stock']:.2f}×) | "
+            f"{peak('litserve'):,.0f} (ours {ratios['litserve']:.2f}×) | "
+            f"{paced['p50_ms']:.0f} / {paced['p99_ms']:.0f} ms at {paced['fraction_of_peak']:.0%} of peak | "
+            f"{figures['servers']['ours']['cold_start_s']:.1f} s |")
+    return "\n".join(lines)
+
+
 def update(readme: str, model: str, generated: str) -> str:
     pattern = re.compile(rf"(<!-- figures:{model} -->\n).*?(<!-- /figures:{model} -->)", re.S)
     if not pattern.search(readme):
@@ -85,6 +108,9 @@ def main(argv=None) -> None:
     verified = REPO / "loadtest" / "results" / "verify.json"
     if verified.exists():
         readme = update(readme, "verify", verify_table(verified))
+    benchmarked = REPO / "loadtest" / "results" / "bench.json"
+    if benchmarked.exists() and json.loads(benchmarked.read_text())["mode"] == "full":
+        readme = update(readme, "bench", bench_table(benchmarked))
     args.readme.write_text(readme)
     print(f"updated {args.readme}")
 
