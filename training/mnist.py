@@ -1,7 +1,7 @@
 """Train the MNIST digit CNN and export it.
 
     python -m training.mnist --out artifacts/mnist                       # the full run (30 epochs)
-    python -m training.mnist --epochs 2 --limit 1000 --out /tmp/mnist   # the fast test config
+    python -m training.mnist --epochs 2 --limit 1000 --out /tmp/mnist   # a quick run (tests: see catalog)
 """
 
 from __future__ import annotations

@@ -168,7 +168,8 @@ def test_probes_and_gateway_read_the_key_file_the_entrypoint_writes(overlay):
     run_dir = one(overlay, "ConfigMap")["data"]["SERVE_RUN_DIR"]
     key_file = f"{run_dir}/key_file.json"
     torchserve = container(spec, "torchserve")
-    (state,) = [mount["mountPath"] for mount in torchserve["volumeMounts"] if run_dir.startswith(mount["mountPath"] + "/")]
+    (state,) = [mount["mountPath"] for mount in torchserve["volumeMounts"]
+                if run_dir.startswith(mount["mountPath"] + "/")]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         command = torchserve[probe]["exec"]["command"]
         assert command[command.index("--key-file") + 1] == key_file, probe
