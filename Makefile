@@ -16,7 +16,7 @@ SERVE_ENV := SERVE_RUN_DIR=$(CURDIR)/$(RUN_DIR) SERVE_MODEL_STORE=$(CURDIR)/mode
 ENTRYPOINT_PID := $(RUN_DIR)/entrypoint.pid
 
 .PHONY: help venv run train archive figures serve predict verify stop test clean loadtest bench wrk docker-build docker-run \
-        deploy-config
+        docker-base wheelhouse deploy-config
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -110,8 +110,27 @@ VARIANT ?= cpu
 IMAGE ?= torchserve-models
 DOCKER_RUN_GPU := $(if $(filter gpu,$(VARIANT)),--gpus all,)
 
-docker-build: archive ## build the serving image: make docker-build [VARIANT=cpu|gpu]
-	docker build -f deploy/Dockerfile --build-arg VARIANT=$(VARIANT) -t $(IMAGE):$(VARIANT) .
+# Where no registry answers: BASE=$(LOCAL_BASE) (made by `make docker-base`) and VARIANT=wheelhouse.
+# Debian's docker.io client builds with BuildKit without the buildx plugin that newer CLIs require.
+DOCKER ?= $(if $(wildcard /usr/bin/docker),/usr/bin/docker,docker)
+BASE ?= python:3.11-slim-bookworm
+LOCAL_BASE := torchserve-models-base:bookworm
+DEBIAN_MIRROR ?= $(shell sed -n 's/^URIs: //p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
+
+docker-build: archive ## build the serving image: make docker-build [VARIANT=cpu|gpu|wheelhouse] [BASE=image]
+	DOCKER_BUILDKIT=1 $(DOCKER) build --network host -f deploy/Dockerfile --build-arg VARIANT=$(VARIANT) \
+	  --build-arg PYTHON_IMAGE=$(BASE) -t $(IMAGE):$(VARIANT) .
+
+docker-base: ## a Debian bookworm + Python 3.11 base image made offline from Debian's archive (debootstrap)
+	rm -rf .docker-base
+	debootstrap --variant=minbase --include=python3,python3-venv,python-is-python3,ca-certificates \
+	  bookworm .docker-base $(DEBIAN_MIRROR)
+	tar -C .docker-base -c . | $(DOCKER) import - $(LOCAL_BASE)
+	rm -rf .docker-base
+
+wheelhouse: venv ## download the image's wheels (PyPI's torch) into wheelhouse/ for VARIANT=wheelhouse
+	$(PY) -m pip download --quiet --disable-pip-version-check --dest wheelhouse \
+	  torch==2.14.1 torchvision==0.29.1 -r deploy/requirements-serve.txt
 
 docker-run: ## run it on 127.0.0.1:8080 (key: docker exec torchserve-models cat /srv/run/key_file.json)
 	docker run --rm --name $(IMAGE) -p 127.0.0.1:8080:8080 -v $(IMAGE)-run:/srv/run \
