@@ -133,7 +133,7 @@ wheelhouse: venv ## download the image's wheels (PyPI's torch) into wheelhouse/ 
 	  torch==2.14.1 torchvision==0.29.1 -r deploy/requirements-serve.txt
 
 docker-run: ## run it on 127.0.0.1:8080 (key: docker exec torchserve-models cat /srv/run/key_file.json)
-	docker run --rm --name $(IMAGE) -p 127.0.0.1:8080:8080 -v $(IMAGE)-run:/srv/run \
+	$(DOCKER) run --rm --name $(IMAGE) -p 127.0.0.1:8080:8080 -v $(IMAGE)-run:/srv/run \
 	  --read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges $(DOCKER_RUN_GPU) $(IMAGE):$(VARIANT)
 
 deploy-config: venv ## regenerate the example configs in deploy/config/ from cpu.env and gpu.env
