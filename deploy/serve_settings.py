@@ -31,7 +31,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 REPO = Path(__file__).resolve().parents[1]
-# No access log, worker log at WARN: TorchServe's default logging costs real CPU per request.
+# No access log, no per-batch worker line: TorchServe's default logging costs real CPU per request.
 DEFAULT_LOG_CONFIG = Path(__file__).resolve().parent / "config" / "log4j2.xml"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 

@@ -113,7 +113,7 @@ def train_head(model: ResNet, train_set, val_set, plan: TransferPlan, out_dir: P
     fit(model, train_set, val_set, train_config(plan, plan.head_epochs, plan.head_lr), out_dir)
 
 
-def transfer(model: ResNet, train_set, val_set, plan: TransferPlan, out_dir: Path, test_set) -> dict:
+def transfer(model: ResNet, train_set, val_set, plan: TransferPlan, out_dir: Path, test_set) -> float:
     """Stage 1: the head alone, backbone frozen. Stage 2: everything, the backbone at a lower LR.
     Returns the test accuracy after stage 1: how well the frozen features alone serve the task."""
     train_head(model, train_set, val_set, plan, out_dir / "head")

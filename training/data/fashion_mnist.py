@@ -138,7 +138,7 @@ def target_image_folders(root: Path, budget_per_class: int, val_per_class: int, 
     val = take_per_class(train_labels, TARGET_CLASSES, val_per_class, rng, exclude=train)
     test = take_per_class(test_labels, TARGET_CLASSES, test_per_class, rng)
     Splits(train, val, [])  # refuses an image in both
-    (root / SPLIT_FINGERPRINTS).parent.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
     (root / SPLIT_FINGERPRINTS).write_text(json.dumps(
         {"train": fingerprint(train), "val": fingerprint(val), "test (indices into t10k)": fingerprint(test)}))
     for part, images, labels in (("train", train_images[train], train_labels[train]),
