@@ -16,10 +16,10 @@ SERVE_ENV := SERVE_RUN_DIR=$(CURDIR)/$(RUN_DIR) SERVE_MODEL_STORE=$(CURDIR)/mode
 ENTRYPOINT_PID := $(RUN_DIR)/entrypoint.pid
 
 .PHONY: help venv run train archive figures serve predict verify stop test clean loadtest bench wrk docker-build docker-run \
-        docker-base wheelhouse deploy-config
+        docker-base wheelhouse deploy-config docker-test fast-store nginx gpu-check compose
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 venv: $(VENV)/.installed ## create .venv with the pinned dependencies (idempotent)
 $(VENV)/.installed: requirements.txt requirements-data.txt
@@ -96,41 +96,81 @@ loadtest: venv ## locust against the running service: bounded, headless, CSV + H
 
 # quick: a smoke run (~2 min); full: the README numbers (loadtest/results/bench.json, ~7 min per model).
 BENCH_MODE ?= quick
-bench: venv train wrk ## in-process ceiling vs this service vs stock TorchServe vs LitServe (BENCH_MODE=full)
+bench: venv train wrk nginx ## in-process ceiling vs this service vs stock TorchServe vs LitServe (BENCH_MODE=full)
 	$(PY) -m loadtest.bench --mode $(BENCH_MODE) --models $(MODELS)
 
 wrk: ## install the wrk load generator (Debian package) when it is missing
 	@command -v wrk >/dev/null || apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }
 
-test: venv wrk ## the whole test suite (trains small models, starts real TorchServe instances)
+test: venv wrk nginx ## the whole test suite (trains small models, starts real TorchServe instances)
 	$(PY) -m pytest
+
+compose: ## install Debian's docker-compose (the Compose implementation `make docker-test` proves compose.yaml with)
+	@command -v docker-compose >/dev/null || apt-get install -y --no-install-recommends docker-compose || \
+	  { apt-get update && apt-get install -y --no-install-recommends docker-compose; }
+
+nginx: ## install nginx and its njs module (Debian packages; the pod's gateway) when missing
+	@test -f /usr/lib/nginx/modules/ngx_http_js_module.so || apt-get install -y --no-install-recommends \
+	  nginx-light libnginx-mod-http-js || { apt-get update && apt-get install -y --no-install-recommends \
+	  nginx-light libnginx-mod-http-js; }
 
 # --- containers (machines with a Docker engine; see README "Deploy") ----------------------------
 VARIANT ?= cpu
 IMAGE ?= torchserve-models
+GATEWAY_IMAGE ?= $(IMAGE)-gateway
 DOCKER_RUN_GPU := $(if $(filter gpu,$(VARIANT)),--gpus all,)
-
-# Where no registry answers: BASE=$(LOCAL_BASE) (made by `make docker-base`) and VARIANT=wheelhouse.
 # Debian's docker.io client builds with BuildKit without the buildx plugin that newer CLIs require.
 DOCKER ?= $(if $(wildcard /usr/bin/docker),/usr/bin/docker,docker)
 BASE ?= python:3.11-slim-bookworm
+# OFFLINE=1 where no registry answers: a base made from Debian's archive, torch from wheelhouse/.
 LOCAL_BASE := torchserve-models-base:bookworm
+ifeq ($(OFFLINE),1)
+override BASE := $(LOCAL_BASE)
+override VARIANT := wheelhouse
+OFFLINE_INPUTS := docker-base wheelhouse
+endif
 DEBIAN_MIRROR ?= $(shell sed -n 's/^URIs: //p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
+# CA_BUNDLE=file: a TLS-inspecting proxy's CA for pip inside the build (a build secret, in no layer).
+comma := ,
+PIP_CA_SECRET := $(if $(CA_BUNDLE),--secret id=pip-ca$(comma)src=$(CA_BUNDLE))
+# The image bakes STORE: the models of `make archive`, or model_store/fast (the tests' small fast models).
+STORE ?= model_store
+FAST_STORE := model_store/fast
+FAST_ARTIFACTS := artifacts/fast
 
-docker-build: archive ## build the serving image: make docker-build [VARIANT=cpu|gpu|wheelhouse] [BASE=image]
+docker-build: $(if $(filter $(FAST_STORE),$(STORE)),fast-store,archive) $(OFFLINE_INPUTS) ## build the serving and gateway images: [VARIANT=cpu|gpu] [OFFLINE=1] [STORE=dir]
 	DOCKER_BUILDKIT=1 $(DOCKER) build --network host -f deploy/Dockerfile --build-arg VARIANT=$(VARIANT) \
-	  --build-arg PYTHON_IMAGE=$(BASE) -t $(IMAGE):$(VARIANT) .
+	  --build-arg PYTHON_IMAGE=$(BASE) --build-arg MODEL_STORE=$(STORE) $(PIP_CA_SECRET) -t $(IMAGE):$(VARIANT) .
+	DOCKER_BUILDKIT=1 $(DOCKER) build --network host -f deploy/Dockerfile --target gateway \
+	  --build-arg PYTHON_IMAGE=$(BASE) -t $(GATEWAY_IMAGE) .
+
+fast-store: venv | $(VADER_SDIST) ## the tests' small fast-config models, trained and archived into model_store/fast
+	$(PY) -m training.archive $(MODELS) --train-fast --artifacts $(FAST_ARTIFACTS) --store $(FAST_STORE)
 
 docker-base: ## a Debian bookworm + Python 3.11 base image made offline from Debian's archive (debootstrap)
-	rm -rf .docker-base
-	debootstrap --variant=minbase --include=python3,python3-venv,python-is-python3,ca-certificates \
-	  bookworm .docker-base $(DEBIAN_MIRROR)
-	tar -C .docker-base -c . | $(DOCKER) import - $(LOCAL_BASE)
-	rm -rf .docker-base
+	@if $(DOCKER) image inspect $(LOCAL_BASE) >/dev/null 2>&1; then echo "$(LOCAL_BASE) exists"; else \
+	  rm -rf .docker-base && \
+	  debootstrap --variant=minbase --include=python3,python3-venv,python-is-python3,ca-certificates \
+	    bookworm .docker-base $(DEBIAN_MIRROR) && \
+	  tar -C .docker-base -c . | $(DOCKER) import - $(LOCAL_BASE) && rm -rf .docker-base; fi
 
 wheelhouse: venv ## download the image's wheels (PyPI's torch) into wheelhouse/ for VARIANT=wheelhouse
 	$(PY) -m pip download --quiet --disable-pip-version-check --dest wheelhouse \
 	  torch==2.14.1 torchvision==0.29.1 -r deploy/requirements-serve.txt
+
+# The integration suite's HTTP checks, the container checks and the Kubernetes pod (tests/container/),
+# against images that bake STORE (default: the fast models, so no 20-minute training first).
+DOCKER_TEST_STORE := $(if $(filter model_store,$(STORE)),$(FAST_STORE),$(STORE))
+CONTAINER_HTTP_TESTS := $(addprefix tests/integration/,test_mnist_serving.py test_sentiment_serving.py \
+  test_resnet_serving.py test_hostile_inputs.py test_served_equals_offline.py)
+docker-test: venv nginx compose ## build the CPU image and test it as ops run it, and the pod: [OFFLINE=1] [STORE=model_store]
+	$(MAKE) docker-build STORE=$(DOCKER_TEST_STORE) VARIANT=$(VARIANT) BASE=$(BASE) $(if $(OFFLINE),OFFLINE=$(OFFLINE))
+	SERVE_TEST_IMAGE=$(IMAGE):$(VARIANT) SERVE_TEST_GATEWAY_IMAGE=$(GATEWAY_IMAGE) SERVE_TEST_DOCKER=$(DOCKER) \
+	  SERVE_TEST_ARTIFACTS=$(if $(filter $(FAST_STORE),$(DOCKER_TEST_STORE)),$(FAST_ARTIFACTS),artifacts) \
+	  $(PY) -m pytest -m "not management" tests/container $(CONTAINER_HTTP_TESTS)
+
+gpu-check: venv | $(VADER_SDIST) ## on a CUDA host: fast training with AMP, GPU workers vs CPU (loadtest/results/gpu/)
+	$(PY) -m loadtest.gpu_check
 
 docker-run: ## run it on 127.0.0.1:8080 (key: docker exec torchserve-models cat /srv/run/key_file.json)
 	$(DOCKER) run --rm --name $(IMAGE) -p 127.0.0.1:8080:8080 -v $(IMAGE)-run:/srv/run \

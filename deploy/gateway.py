@@ -1,158 +1,104 @@
-"""Auth gateway in front of one TorchServe: one client key for every replica.
+"""The pod's front door: nginx in front of one TorchServe, one client key for every replica.
 
-    python -m deploy.gateway     # SERVE_GATEWAY_* variables below
+    python -m deploy.gateway     # SERVE_GATEWAY_* variables below; needs nginx + its njs module
 
 TorchServe 0.12 draws fresh random keys at each start and writes them to its key_file.json,
 so behind a load-balanced Service every pod has different keys and no client could hold the
-right one. This gateway runs beside TorchServe in the pod (a sidecar from the same image):
-it checks the client's `Authorization: Bearer <key>` against the keys in a mounted Secret,
-then forwards the request to TorchServe on loopback with the pod's own inference key. Only
-the inference API's prediction routes and /ping pass; management never does. Keys are never
-logged.
+right one. This gateway runs beside TorchServe in the pod (the sidecar image): nginx checks the
+client's `Authorization: Bearer <key>` against the keys in a mounted Secret, in constant time,
+and forwards the request to TorchServe on loopback with the pod's own inference key
+(deploy/config/gateway.nginx.conf and gateway.js). Only the prediction routes and /ping pass;
+management never does. Keys are never logged.
+
+This module renders nginx's config from the settings and supervises nginx: SIGTERM (what
+`docker stop` and the kubelet send) becomes nginx's graceful stop, so requests in flight finish.
 
   SERVE_GATEWAY_LISTEN      host:port to listen on (default 0.0.0.0:8000)
   SERVE_GATEWAY_KEYS_FILE   client keys, one per line: two lines while rotating (required)
   SERVE_GATEWAY_UPSTREAM    TorchServe's inference address (default http://127.0.0.1:8080)
   SERVE_GATEWAY_TS_KEY_FILE TorchServe's key_file.json (default /srv/run/key_file.json)
   SERVE_GATEWAY_MAX_BODY    largest request body in bytes (default 4194304, as config.properties)
+  SERVE_GATEWAY_WORKERS     nginx worker processes (default 1: one handles thousands of requests/s)
 """
 
 from __future__ import annotations
 
-import hmac
-import http.client
-import json
-import logging
 import os
-import re
 import signal
+import subprocess
 import sys
-import threading
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from deploy.client import read_keys
-
-logger = logging.getLogger("gateway")
-# Prediction routes of TorchServe's inference API, and its liveness answer.
-ALLOWED_ROUTE = re.compile(r"^/(predictions/[A-Za-z0-9_-]+(/[A-Za-z0-9_.-]+)?|ping)/?(\?.*)?$")
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "authorization",
-              "proxy-authorization", "host", "content-length"}
+CONFIG_DIR = Path(__file__).resolve().parent / "config"
+TEMPLATE = CONFIG_DIR / "gateway.nginx.conf"
+SCRIPT = CONFIG_DIR / "gateway.js"
 
 
-class GatewayConfig:
-    def __init__(self, keys_file: Path, upstream: str, torchserve_key_file: Path, max_body: int):
-        self.keys_file = keys_file
-        self.upstream = urlparse(upstream)
-        self.torchserve_key_file = torchserve_key_file
-        self.max_body = max_body
+@dataclass(frozen=True)
+class GatewaySettings:
+    keys_file: Path
+    listen: str = "0.0.0.0:8000"
+    upstream: str = "http://127.0.0.1:8080"
+    torchserve_key_file: Path = Path("/srv/run/key_file.json")
+    max_body: int = 4 * 1024 * 1024
+    workers: int = 1
 
-    def client_keys(self) -> list[bytes]:
-        """Read per request: a rotated Secret (kubelet updates the file) takes effect at once."""
-        return [line.strip().encode() for line in self.keys_file.read_text().splitlines() if line.strip()]
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> GatewaySettings:
+        if not env.get("SERVE_GATEWAY_KEYS_FILE"):
+            raise ValueError("SERVE_GATEWAY_KEYS_FILE must name the mounted file of client keys (a Secret)")
+        defaults = cls(Path(env["SERVE_GATEWAY_KEYS_FILE"]))
+        return cls(keys_file=defaults.keys_file,
+                   listen=env.get("SERVE_GATEWAY_LISTEN", defaults.listen),
+                   upstream=env.get("SERVE_GATEWAY_UPSTREAM", defaults.upstream),
+                   torchserve_key_file=Path(env.get("SERVE_GATEWAY_TS_KEY_FILE", defaults.torchserve_key_file)),
+                   max_body=int(env.get("SERVE_GATEWAY_MAX_BODY", defaults.max_body)),
+                   workers=int(env.get("SERVE_GATEWAY_WORKERS", defaults.workers)))
 
-    def torchserve_key(self) -> str:
-        return read_keys(self.torchserve_key_file)["inference"]
-
-
-def error(status: int, message: str) -> tuple[int, dict[str, str], bytes]:
-    body = json.dumps({"code": status, "type": HTTPStatus(status).phrase, "message": message}).encode()
-    return status, {"Content-Type": "application/json"}, body
-
-
-class GatewayHandler(BaseHTTPRequestHandler):
-    config: GatewayConfig
-    timeout = 30  # seconds a client may take to send its request (slow uploads are cut off)
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        self.respond(*self.forward())
-
-    def do_POST(self):
-        self.respond(*self.forward())
-
-    def authorized(self) -> bool:
-        offered = self.headers.get("Authorization", "")
-        token = offered.removeprefix("Bearer ").strip().encode()
-        return bool(token) and any(hmac.compare_digest(token, key) for key in self.config.client_keys())
-
-    def forward(self) -> tuple[int, dict[str, str], bytes]:
-        keep_alive = not self.close_connection
-        self.close_connection = True  # until the body is read, no further request can follow on this connection
-        if not ALLOWED_ROUTE.match(self.path):
-            return error(404, f"{urlparse(self.path).path} is not served here: use /predictions/<model>")
-        if self.path.startswith("/predictions") and not self.authorized():
-            return error(401, "missing or wrong key: send 'Authorization: Bearer <client key>'")
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return error(411, "send the body with a Content-Length")
-        declared = self.headers.get("Content-Length") or "0"
-        if not declared.isdigit():
-            return error(400, "Content-Length must be a number of bytes")
-        length = int(declared)
-        if length > self.config.max_body:
-            return error(413, f"request body of {length} bytes exceeds the limit of {self.config.max_body}")
-        body = self.rfile.read(length) if length else None
-        self.close_connection = not keep_alive
-        headers = {name: value for name, value in self.headers.items() if name.lower() not in HOP_BY_HOP}
-        try:
-            headers["Authorization"] = f"Bearer {self.config.torchserve_key()}"
-        except (OSError, KeyError, ValueError):
-            return error(503, "TorchServe is starting: its key file is not written yet")
-        upstream = http.client.HTTPConnection(self.config.upstream.hostname, self.config.upstream.port, timeout=120)
-        try:
-            upstream.request(self.command, self.path, body=body, headers=headers)
-            response = upstream.getresponse()
-            passed = {name: value for name, value in response.getheaders() if name.lower() not in HOP_BY_HOP}
-            return response.status, passed, response.read()
-        except OSError as failure:
-            return error(502, f"TorchServe did not answer: {failure.__class__.__name__}")
-        finally:
-            upstream.close()
-
-    def respond(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format, *args):  # method, path and status only: never headers, so never keys
-        logger.info("%s %s", self.address_string(), format % args)
+    def upstream_address(self) -> str:
+        address = urlparse(self.upstream)
+        if address.scheme != "http" or not address.hostname or not address.port:
+            raise ValueError(f"SERVE_GATEWAY_UPSTREAM must be http://host:port, not {self.upstream!r}")
+        return f"{address.hostname}:{address.port}"
 
 
-def make_server(listen: str, config: GatewayConfig) -> ThreadingHTTPServer:
-    host, _, port = listen.rpartition(":")
-    handler = type("ConfiguredGatewayHandler", (GatewayHandler,), {"config": config})
-    server = ThreadingHTTPServer((host, int(port)), handler)
-    server.daemon_threads = True
-    return server
+def render(settings: GatewaySettings, state_dir: Path) -> str:
+    fields = {"WORKERS": str(settings.workers), "STATE_DIR": str(state_dir), "MAX_BODY": str(settings.max_body),
+              "SCRIPT_DIR": str(SCRIPT.parent), "KEYS_FILE": str(settings.keys_file),
+              "TORCHSERVE_KEY_FILE": str(settings.torchserve_key_file), "UPSTREAM": settings.upstream_address(),
+              "LISTEN": settings.listen}
+    for value in fields.values():  # a value is pasted into nginx's syntax: no room for a second directive
+        if not value or any(character in value for character in ";{}'\" \n#$"):
+            raise ValueError(f"unusable gateway setting {value!r}")
+    text = TEMPLATE.read_text()
+    for name, value in fields.items():
+        text = text.replace(f"@{name}@", value)
+    if os.geteuid() == 0:  # nginx started by root would run its workers as nobody, who cannot read the keys
+        text = "user root;\n" + text
+    return text
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="[gateway] %(message)s", stream=sys.stderr)
     os.umask(0o077)
-    keys_file = os.environ.get("SERVE_GATEWAY_KEYS_FILE")
-    if not keys_file or not Path(keys_file).is_file():
-        logger.error("SERVE_GATEWAY_KEYS_FILE must name the mounted file of client keys (a Secret)")
+    try:
+        settings = GatewaySettings.from_env(dict(os.environ))
+        if not any(line.strip() for line in settings.keys_file.read_text().splitlines()):
+            raise ValueError(f"{settings.keys_file} holds no key")
+        state_dir = Path(tempfile.mkdtemp(prefix="gateway-"))
+        config = state_dir / "nginx.conf"
+        config.write_text(render(settings, state_dir))
+    except (OSError, ValueError) as failure:
+        print(f"[gateway] {failure}", file=sys.stderr)
         return 2
-    config = GatewayConfig(Path(keys_file), os.environ.get("SERVE_GATEWAY_UPSTREAM", "http://127.0.0.1:8080"),
-                           Path(os.environ.get("SERVE_GATEWAY_TS_KEY_FILE", "/srv/run/key_file.json")),
-                           int(os.environ.get("SERVE_GATEWAY_MAX_BODY", 4 * 1024 * 1024)))
-    if not config.client_keys():
-        logger.error("%s holds no key", keys_file)
-        return 2
-    server = make_server(os.environ.get("SERVE_GATEWAY_LISTEN", "0.0.0.0:8000"), config)
-    # shutdown() waits for serve_forever() to return, so it must run outside the signalled thread.
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-    logger.info("listening on %s:%d, forwarding to %s", *server.server_address[:2], config.upstream.geturl())
-    server.serve_forever()
-    server.server_close()
-    return 0
+    print(f"[gateway] listening on {settings.listen}, forwarding to {settings.upstream}", file=sys.stderr, flush=True)
+    nginx = subprocess.Popen(["nginx", "-p", str(state_dir), "-c", str(config), "-e", "stderr"])
+    # SIGQUIT is nginx's graceful stop: no new connections, requests in flight answered.
+    signal.signal(signal.SIGTERM, lambda *_: nginx.send_signal(signal.SIGQUIT))
+    signal.signal(signal.SIGINT, lambda *_: nginx.send_signal(signal.SIGQUIT))
+    return nginx.wait()
 
 
 if __name__ == "__main__":

@@ -5,17 +5,20 @@
 
 Per model: the handler driven in-process at the batch sizes the server forms (the ceiling), then
 each server at several concurrency levels with wrk (same client, same real held-out requests),
-then this service paced at 70 % of its peak to read its tail latency. Writes bench.json (every
-figure), bench.md (tables) and bench.png (throughput vs concurrency, latency percentiles).
+then this service paced at 70 % of its peak to read its tail latency, and this service through the
+pod's front door (the nginx gateway) vs directly. Writes bench.json (every figure), bench.md
+(tables) and bench.png (throughput vs concurrency, latency percentiles).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import math
 import platform
+import statistics
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +26,10 @@ from pathlib import Path
 import psutil
 
 from loadtest.inprocess import inprocess_throughput
+from loadtest.launcher import GatewayProcess
 from loadtest.load import BodyFiles, require_wrk, run_wrk
-from training.catalog import CATALOG, REPO
 from loadtest.servers import build_store, litserve, torchserve
+from training.catalog import CATALOG, REPO
 
 SERVERS = ("ours", "stock", "litserve")
 BASELINES = ("inprocess", "stock", "litserve")  # every ratio: this service's peak over each baseline's
@@ -38,12 +42,15 @@ class Mode:
     levels: tuple[int, ...]      # concurrent connections
     inprocess_seconds: float
     all_process_layouts: bool    # also 1 process x 2 threads and 2 x 1 at the server's batch size
+    door_rounds: int             # alternating direct / through-the-gateway runs at the peak concurrency
 
 
 MODES = {
-    "quick": Mode(seconds=2, levels=(1, 8), inprocess_seconds=1, all_process_layouts=False),
-    "full": Mode(seconds=10, levels=(1, 4, 8, 16, 32, 64), inprocess_seconds=5, all_process_layouts=True),
+    "quick": Mode(seconds=2, levels=(1, 8), inprocess_seconds=1, all_process_layouts=False, door_rounds=1),
+    "full": Mode(seconds=10, levels=(1, 4, 8, 16, 32, 64), inprocess_seconds=5, all_process_layouts=True,
+                 door_rounds=3),
 }
+GATEWAY_KEY = "bench-client-key"
 
 
 def machine() -> dict:
@@ -84,6 +91,21 @@ def paced_tail(server, name: str, bodies: BodyFiles, levels: list[dict], mode: M
             "mean_think_ms": delay_ms, "p99_over_p50": result["p99_ms"] / result["p50_ms"]}
 
 
+def through_the_door(server, gateway: GatewayProcess, name: str, bodies: BodyFiles, levels: list[dict],
+                     mode: Mode) -> dict:
+    """The pod's front door (nginx gateway) vs TorchServe directly, alternating at this service's peak
+    concurrency so drift on a noisy machine hits both alike; medians over the rounds."""
+    concurrency = peak(levels)["concurrency"]
+    gateway_url = f"{gateway.url}{CATALOG[name].endpoint}"
+    pids = [*server.pids, gateway.process.pid]
+    rounds = [{"direct": run_wrk(server.url(name), bodies, server.token, concurrency, mode.seconds, pids).as_dict(),
+               "gateway": run_wrk(gateway_url, bodies, GATEWAY_KEY, concurrency, mode.seconds, pids).as_dict()}
+              for _ in range(mode.door_rounds)]
+    median = {side: statistics.median(r[side]["throughput_rps"] for r in rounds) for side in ("direct", "gateway")}
+    return {"concurrency": concurrency, "direct_rps": median["direct"], "gateway_rps": median["gateway"],
+            "gateway_over_direct": median["gateway"] / median["direct"], "rounds": rounds}
+
+
 def peak(levels: list[dict]) -> dict:
     return max(levels, key=lambda level: level["throughput_rps"])
 
@@ -96,8 +118,12 @@ def peak_throughput(figures: dict, baseline: str) -> float:
 
 def ratios(models: dict) -> dict:
     """Every model over every baseline, from the same run: {"mnist_ours_over_stock": 1.5, ...}."""
-    return {f"{name}_ours_over_{baseline}": peak_throughput(figures, "ours") / peak_throughput(figures, baseline)
-            for name, figures in models.items() for baseline in BASELINES}
+    over_baselines = {f"{name}_ours_over_{baseline}":
+                      peak_throughput(figures, "ours") / peak_throughput(figures, baseline)
+                      for name, figures in models.items() for baseline in BASELINES}
+    door = {f"{name}_gateway_over_direct": figures["servers"]["ours"]["through_gateway"]["gateway_over_direct"]
+            for name, figures in models.items()}
+    return {**over_baselines, **door}
 
 
 def run(models: list[str], artifacts: Path, mode_name: str, workdir: Path, seconds: float | None = None,
@@ -111,12 +137,17 @@ def run(models: list[str], artifacts: Path, mode_name: str, workdir: Path, secon
                       "servers": {}} for name in models}
     for label in ("ours", "stock"):
         store = build_store(artifacts, workdir / label / "store", models, stock=label == "stock")
-        with torchserve(label, workdir / label, store, models, stock=label == "stock") as server:
+        with contextlib.ExitStack() as stack:
+            server = stack.enter_context(torchserve(label, workdir / label, store, models, stock=label == "stock"))
+            if label == "ours":
+                gateway = stack.enter_context(GatewayProcess(workdir / "gateway", server.entrypoint,
+                                                             [GATEWAY_KEY]).running())
             for name in models:
                 levels = measure_server(server, name, bodies[name], mode)
                 figures = {"cold_start_s": server.cold_start_s, "levels": levels}
                 if label == "ours":
                     figures["paced_at_70pct_of_peak"] = paced_tail(server, name, bodies[name], levels, mode)
+                    figures["through_gateway"] = through_the_door(server, gateway, name, bodies[name], levels, mode)
                 results[name]["servers"][label] = figures
     for name in models:
         workers = int(CATALOG[name].model_config().get("minWorkers", 1))
@@ -165,6 +196,12 @@ def markdown(report: dict) -> str:
         paced = figures["servers"]["ours"]["paced_at_70pct_of_peak"]
         lines.append(f"| {name} | {paced['throughput_rps']:.0f} | {paced['p50_ms']:.1f} | {paced['p99_ms']:.1f} | "
                      f"{paced['p99_over_p50']:.1f} | {figures['servers']['ours']['cold_start_s']:.1f} |")
+    lines += ["", "| model | front door at concurrency | direct req/s | through the gateway req/s | gateway / direct |",
+              "|---|---:|---:|---:|---:|"]
+    for name, figures in report["models"].items():
+        door = figures["servers"]["ours"]["through_gateway"]
+        lines.append(f"| {name} | {door['concurrency']} | {door['direct_rps']:.0f} | {door['gateway_rps']:.0f} | "
+                     f"{door['gateway_over_direct']:.2f} |")
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines += [f"| {key} | {value:.2f} |" for key, value in report["ratios"].items()]
     return "\n".join(lines) + "\n"

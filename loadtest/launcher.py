@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,3 +123,60 @@ class EntrypointServer:
 
     def worker_pids(self, model: str) -> set[int]:
         return {worker["pid"] for version in self.client().describe(model) for worker in version["workers"]}
+
+
+@dataclass
+class GatewayProcess:
+    """deploy/gateway.py (nginx) in front of `upstream`, as the pod's sidecar runs it, on a free loopback port."""
+
+    workdir: Path
+    upstream: EntrypointServer
+    client_keys: list[str]
+    max_body: int = 4 * 1024 * 1024
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def keys_file(self) -> Path:
+        return self.workdir / "client-keys"
+
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / "gateway.log"
+
+    def write_keys(self, keys: list[str]) -> None:
+        """Replace the keys file at once, as the kubelet swaps a mounted Secret."""
+        staged = self.workdir / "client-keys.new"
+        staged.write_text("\n".join(keys) + "\n")
+        staged.replace(self.keys_file)
+
+    @contextlib.contextmanager
+    def running(self, timeout: float = 30):
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.write_keys(self.client_keys)
+        env = {**os.environ, "PYTHONPATH": str(REPO), "SERVE_GATEWAY_LISTEN": f"127.0.0.1:{self.port}",
+               "SERVE_GATEWAY_KEYS_FILE": str(self.keys_file), "SERVE_GATEWAY_UPSTREAM": self.upstream.inference_url,
+               "SERVE_GATEWAY_TS_KEY_FILE": str(self.upstream.key_file),
+               "SERVE_GATEWAY_MAX_BODY": str(self.max_body)}
+        with open(self.log_file, "ab") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "deploy.gateway"], cwd=REPO, env=env,
+                                            stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout
+            while not self.accepts_connections():
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the gateway did not start:\n" + self.log_file.read_text(errors="replace"))
+                time.sleep(0.1)
+            yield self
+        finally:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=30)
+
+    def accepts_connections(self) -> bool:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
+            return True
+        return False

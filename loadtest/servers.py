@@ -39,6 +39,7 @@ class RunningServer:
     token: str
     pids: list[int]
     cold_start_s: float
+    entrypoint: EntrypointServer | None = None  # ours and stock: what a gateway can be put in front of
 
     def url(self, model: str) -> str:
         return f"{self.base_url}{CATALOG[model].endpoint}"
@@ -86,7 +87,7 @@ def torchserve(label: str, workdir: Path, store: Path, models: list[str], stock:
     with EntrypointServer(workdir / "server", store, models, settings).running(timeout=300) as server:
         cold_start = time.monotonic() - started
         token = read_keys(server.key_file)["inference"]
-        yield RunningServer(label, server.inference_url, token, [server.process.pid], cold_start)
+        yield RunningServer(label, server.inference_url, token, [server.process.pid], cold_start, server)
 
 
 @contextlib.contextmanager

@@ -1,6 +1,7 @@
 """Package an exported model into model_store/<name>.mar and record its checksum.
 
     python -m training.archive mnist [--artifacts artifacts] [--store model_store]
+    python -m training.archive mnist --train-fast --artifacts artifacts/fast --store model_store/fast
 
 The .mar holds the TorchScript file, the handler, the whole `handlers` package (so the
 handler imports the same transforms training used), every JSON the export wrote
@@ -16,6 +17,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from training.catalog import CATALOG
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKSUMS = "SHA256SUMS"
@@ -71,8 +74,13 @@ def main(argv=None) -> None:
     parser.add_argument("models", nargs="+")
     parser.add_argument("--artifacts", type=Path, default=REPO / "artifacts")
     parser.add_argument("--store", type=Path, default=REPO / "model_store")
+    parser.add_argument("--train-fast", action="store_true",
+                        help="first train each model missing from --artifacts with its small, fast test configuration")
     args = parser.parse_args(argv)
     for name in args.models:
+        if args.train_fast and not (args.artifacts / name / f"{name}.torchscript.pt").exists():
+            entry = CATALOG[name]
+            entry.training().main([*entry.fast_training_args, "--out", str(args.artifacts / name)])
         archive(name, args.artifacts, args.store)
 
 

@@ -69,18 +69,21 @@ def bench_table(path: Path) -> str:
     lines = [f"Full run of {report['date'][:10]}, {machine['cores']} cores {machine['cpu_model']}, "
              f"{report['load_generator']}, {report['seconds_per_level']} s per point:", "",
              "| model | in-process ceiling | this service (peak) | served / in-process | stock TorchServe | "
-             "LitServe | p50 / p99 when paced | cold start |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "LitServe | p50 / p99 when paced | through the pod's gateway | cold start |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, figures in report["models"].items():
         def peak(label):
             return max(level["throughput_rps"] for level in figures["servers"][label]["levels"])
         ratios = {baseline: report["ratios"][f"{name}_ours_over_{baseline}"] for baseline in
                   ("inprocess", "stock", "litserve")}
         paced = figures["servers"]["ours"]["paced_at_70pct_of_peak"]
+        door = figures["servers"]["ours"]["through_gateway"]
         lines.append(
             f"| {name} ({figures['unit']}/s) | {max(row['throughput_rps'] for row in figures['inprocess']):,.0f} | "
             f"{peak('ours'):,.0f} | {ratios['inprocess']:.2f} | {peak('stock'):,.0f} (ours {ratios['stock']:.2f}×) | "
             f"{peak('litserve'):,.0f} (ours {ratios['litserve']:.2f}×) | "
             f"{paced['p50_ms']:.0f} / {paced['p99_ms']:.0f} ms at {paced['fraction_of_peak']:.0%} of peak | "
+            f"{door['gateway_rps']:,.0f} vs {door['direct_rps']:,.0f} direct ({door['gateway_over_direct']:.2f}) | "
             f"{figures['servers']['ours']['cold_start_s']:.1f} s |")
     return "\n".join(lines)
 

@@ -1,101 +1,154 @@
-"""deploy/gateway.py in front of a real TorchServe: client keys from a Secret file, inference only."""
+"""The pod's front door (deploy/gateway.py: nginx + njs) in front of a real TorchServe."""
 
 from __future__ import annotations
 
-import threading
+import json
+import signal
+import socket
+import time
 
 import pytest
 import requests
 
 from deploy.client import read_keys
-from deploy.gateway import GatewayConfig, make_server
+from loadtest.launcher import EntrypointServer, GatewayProcess
 from training.catalog import CATALOG
 
 CLIENT_KEYS = ["current-client-key", "next-client-key"]  # two lines: a rotation in progress
 MAX_BODY = 64 * 1024
+MODEL = next(iter(CATALOG))
 
 
 @pytest.fixture(scope="module")
 def gateway(server, tmp_path_factory):
-    keys_file = tmp_path_factory.mktemp("secret") / "client-keys"
-    keys_file.write_text("\n".join(CLIENT_KEYS) + "\n")
-    config = GatewayConfig(keys_file, server.inference_url, server.key_file, MAX_BODY)
-    gateway_server = make_server("127.0.0.1:0", config)
-    thread = threading.Thread(target=gateway_server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{gateway_server.server_address[1]}"
-    gateway_server.shutdown()
-    gateway_server.server_close()
+    with GatewayProcess(tmp_path_factory.mktemp("gateway"), server, CLIENT_KEYS, MAX_BODY).running() as running:
+        yield running
 
 
-def post(url: str, body: bytes, key: str | None) -> requests.Response:
+def heldout_body(model: str = MODEL) -> bytes:
+    return CATALOG[model].heldout_requests(1)[0].body
+
+
+def send(gateway: GatewayProcess, body: bytes, key: str | None, model: str = MODEL,
+         method: str = "POST") -> requests.Response:
     headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
-    return requests.post(url, data=body, headers=headers, timeout=30)
+    return requests.request(method, f"{gateway.url}/predictions/{model}", data=body, headers=headers, timeout=30)
 
 
 @pytest.mark.parametrize("key", CLIENT_KEYS)
-def test_client_key_gets_the_answer_torchserve_gives_directly(gateway, client, key):
+@pytest.mark.parametrize("method", ["POST", "PUT"])  # PUT is what `curl -T file` sends
+def test_client_key_gets_the_answer_torchserve_gives_directly(gateway, client, key, method):
     for model in CATALOG:
-        body = CATALOG[model].heldout_requests(1)[0].body
-        through_gateway = post(f"{gateway}/predictions/{model}", body, key)
+        body = heldout_body(model)
+        through_gateway = send(gateway, body, key, model, method)
         assert through_gateway.status_code == 200, through_gateway.text
         assert through_gateway.json() == client.predict(model, data=body).json()
 
 
-@pytest.mark.parametrize("key", [None, "", "wrong-key", "current-client-key-and-more"])
-def test_missing_or_wrong_client_key_is_refused_with_401(gateway, key):
-    model = next(iter(CATALOG))
-    response = post(f"{gateway}/predictions/{model}", CATALOG[model].heldout_requests(1)[0].body, key)
+@pytest.mark.parametrize("authorization", [None, "", "Bearer ", "Bearer wrong-key", "Bearer current-client-ke",
+                                           "Bearer current-client-key-and-more", "current-client-key",
+                                           "Basic current-client-key"])
+def test_missing_or_wrong_client_key_is_refused_with_401(gateway, authorization):
+    headers = {"Authorization": authorization} if authorization is not None else {}
+    response = requests.post(f"{gateway.url}/predictions/{MODEL}", data=heldout_body(), headers=headers, timeout=30)
     assert response.status_code == 401
     assert "key" in response.json()["message"]
 
 
 def test_torchserves_own_pod_key_is_not_a_client_key(gateway, server):
-    model = next(iter(CATALOG))
     pod_key = read_keys(server.key_file)["inference"]
-    body = CATALOG[model].heldout_requests(1)[0].body
-    assert post(f"{gateway}/predictions/{model}", body, pod_key).status_code == 401
+    assert send(gateway, heldout_body(), pod_key).status_code == 401
 
 
 @pytest.mark.parametrize("method, path", [("GET", "/models"), ("GET", "/models/mnist"),
                                           ("POST", "/models?url=http://attacker.example/evil.mar"),
                                           ("GET", "/metrics"), ("POST", "/token?type=inference"),
-                                          ("POST", "/predictions/../models")])
+                                          ("POST", "/predictions/../models"), ("POST", "/explanations/mnist"),
+                                          ("GET", "/api-description"), ("OPTIONS", "/")])
 def test_management_and_other_routes_are_never_forwarded(gateway, method, path):
-    response = requests.request(method, gateway + path, headers={"Authorization": f"Bearer {CLIENT_KEYS[0]}"},
+    response = requests.request(method, gateway.url + path, headers={"Authorization": f"Bearer {CLIENT_KEYS[0]}"},
                                 timeout=30)
     assert response.status_code == 404
     assert "not served here" in response.json()["message"]
 
 
-def test_oversized_body_is_refused_with_413_before_reaching_torchserve(gateway):
-    model = next(iter(CATALOG))
-    response = post(f"{gateway}/predictions/{model}", b"\0" * (MAX_BODY + 1), CLIENT_KEYS[0])
+def test_predictions_are_only_sent_with_post_or_put(gateway):
+    response = requests.get(f"{gateway.url}/predictions/{MODEL}", headers={"Authorization": f"Bearer {CLIENT_KEYS[0]}"},
+                            timeout=30)
+    assert response.status_code == 405 and "POST or PUT" in response.json()["message"]
+
+
+def test_oversized_body_is_refused_with_413_naming_the_limit(gateway):
+    response = send(gateway, b"\0" * (MAX_BODY + 1), CLIENT_KEYS[0])
     assert response.status_code == 413
     assert str(MAX_BODY) in response.json()["message"]
 
 
+def test_malformed_request_gets_a_json_400(gateway):
+    response = requests.post(f"{gateway.url}/predictions/mnist%00.mar", data=heldout_body(),
+                             headers={"Authorization": f"Bearer {CLIENT_KEYS[0]}"}, timeout=30)
+    assert response.status_code == 400 and response.json()["code"] == 400
+
+
 def test_ping_needs_no_key(gateway):
-    response = requests.get(f"{gateway}/ping", timeout=30)
+    response = requests.get(f"{gateway.url}/ping", timeout=30)
     assert response.status_code == 200
     assert response.json()["status"] == "Healthy"
 
 
-def test_gateway_logs_never_hold_a_key(gateway, caplog):
-    model = next(iter(CATALOG))
-    with caplog.at_level("INFO", logger="gateway"):
-        post(f"{gateway}/predictions/{model}", CATALOG[model].heldout_requests(1)[0].body, CLIENT_KEYS[0])
-        post(f"{gateway}/predictions/{model}", CATALOG[model].heldout_requests(1)[0].body, "wrong-key")
-    assert caplog.records, "the gateway logged no access line"
-    assert not any(key in caplog.text for key in [*CLIENT_KEYS, "wrong-key"])
+def test_gateway_logs_every_request_but_never_a_key(gateway):
+    marker = "/predictions/no-such-model-logged"
+    for authorization in [f"Bearer {CLIENT_KEYS[0]}", "Bearer wrong-key"]:
+        requests.post(gateway.url + marker, data=heldout_body(), headers={"Authorization": authorization}, timeout=30)
+    requests.post(f"{gateway.url}/predictions/{MODEL}?key={CLIENT_KEYS[1]}", data=heldout_body(), timeout=30)
+    log = gateway.log_file.read_text()
+    assert log.count(f'"POST {marker}"') == 2, log[-2000:]  # one access line per request
+    assert not any(key in log for key in [*CLIENT_KEYS, "wrong-key"])
 
 
 def test_a_refused_request_body_is_never_read_as_the_next_request(gateway):
-    model = next(iter(CATALOG))
-    body = CATALOG[model].heldout_requests(1)[0].body
+    body = heldout_body()
     with requests.Session() as session:  # keep-alive: both requests may share one connection
-        refused = session.post(f"{gateway}/predictions/{model}", data=body,
+        refused = session.post(f"{gateway.url}/predictions/{MODEL}", data=body,
                                headers={"Authorization": "Bearer wrong-key"}, timeout=30)
-        accepted = session.post(f"{gateway}/predictions/{model}", data=body,
+        accepted = session.post(f"{gateway.url}/predictions/{MODEL}", data=body,
                                 headers={"Authorization": f"Bearer {CLIENT_KEYS[0]}"}, timeout=30)
     assert (refused.status_code, accepted.status_code) == (401, 200), accepted.text
+
+
+def test_rotating_the_secret_takes_effect_without_a_restart(server, tmp_path):
+    with GatewayProcess(tmp_path, server, ["old-key"]).running() as gateway:
+        nginx_pid = gateway.process.pid
+        assert send(gateway, heldout_body(), "old-key").status_code == 200
+        gateway.write_keys(["old-key", "new-key"])  # step 1: both keys while clients move over
+        assert [send(gateway, heldout_body(), key).status_code for key in ("old-key", "new-key")] == [200, 200]
+        gateway.write_keys(["new-key"])  # step 2: the old key retired
+        assert [send(gateway, heldout_body(), key).status_code for key in ("old-key", "new-key")] == [401, 200]
+        assert gateway.process.pid == nginx_pid and gateway.process.poll() is None
+
+
+def test_before_torchserve_wrote_its_keys_503_and_when_it_is_down_502(tmp_path):
+    absent = EntrypointServer(tmp_path / "torchserve", tmp_path / "store", [MODEL])  # never started
+    with GatewayProcess(tmp_path / "gateway", absent, CLIENT_KEYS).running() as gateway:
+        starting = send(gateway, heldout_body(), CLIENT_KEYS[0])
+        assert starting.status_code == 503 and "starting" in starting.json()["message"]
+        absent.run_dir.mkdir(parents=True)
+        absent.key_file.write_text(json.dumps({"inference": {"key": "k"}, "management": {"key": "m"}}))
+        down = send(gateway, heldout_body(), CLIENT_KEYS[0])
+        assert down.status_code == 502 and "did not answer" in down.json()["message"]
+
+
+def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(server, tmp_path):
+    gateway, body = GatewayProcess(tmp_path, server, CLIENT_KEYS), heldout_body()
+    head = (f"POST /predictions/{MODEL} HTTP/1.1\r\nHost: door\r\nAuthorization: Bearer {CLIENT_KEYS[0]}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    with gateway.running(), socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as connection:
+        connection.sendall(head + body[:10])  # a request half-sent when the stop comes
+        time.sleep(0.5)
+        gateway.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert gateway.process.poll() is None and not gateway.accepts_connections()  # draining, no new clients
+        connection.sendall(body[10:])
+        answer = connection.makefile("rb").read()
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+        assert gateway.process.wait(timeout=30) == 0

@@ -101,9 +101,14 @@ def test_requests_without_or_with_a_wrong_token_are_refused(server):
     for headers in ({}, {"Authorization": "Bearer wrong-key"}):
         refused = requests.post(url, data=body, headers=headers, timeout=10)
         assert refused.status_code == 400 and refused.json()["type"] == "InvalidKeyException"  # TorchServe's code
+
+
+@pytest.mark.management
+def test_management_without_a_token_is_refused(server):
     assert requests.get(f"{server.management_url}/models", timeout=10).status_code == 400
 
 
+@pytest.mark.management
 def test_registering_a_model_from_a_url_is_refused(client, server):
     before = client.registered_models()
     response = requests.post(f"{server.management_url}/models", params={"url": "http://127.0.0.1:9/evil.mar"},
@@ -112,6 +117,7 @@ def test_registering_a_model_from_a_url_is_refused(client, server):
     assert client.registered_models() == before == sorted(server.models)
 
 
+@pytest.mark.management
 def test_metrics_port_serves_prometheus_text(client, server):
     client.predict("mnist", data=png_of_pixels(mnist_test_digits()[0][0]))
     response = requests.get(f"{server.metrics_url}/metrics", timeout=10)

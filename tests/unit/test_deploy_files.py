@@ -42,13 +42,26 @@ def dockerfile() -> str:
     return (DEPLOY / "Dockerfile").read_text()
 
 
-def test_image_runs_as_a_numeric_non_root_user(dockerfile):
-    users = re.findall(r"^USER (\S+)", dockerfile, re.M)
+def stages(dockerfile: str) -> dict[str, str]:
+    return dict(re.findall(r"^FROM \S+ AS ([\w-]+)\n(.*?)(?=^FROM |\Z)", dockerfile, re.M | re.S))
+
+
+IMAGES = {"runtime": INFERENCE_PORT, "gateway": GATEWAY_PORT}  # the two images' stages and their one port
+
+
+@pytest.mark.parametrize("stage", IMAGES)
+def test_each_image_runs_as_a_numeric_non_root_user(dockerfile, stage):
+    users = re.findall(r"^USER (\S+)", stages(dockerfile)[stage], re.M)
     assert users and users[-1].split(":")[0].isdigit() and users[-1].split(":")[0] != "0"
 
 
-def test_image_exposes_only_the_inference_port(dockerfile):
-    assert re.findall(r"^EXPOSE (.+)$", dockerfile, re.M) == [str(INFERENCE_PORT)]
+@pytest.mark.parametrize("stage, port", IMAGES.items())
+def test_each_image_exposes_only_its_own_port(dockerfile, stage, port):
+    assert re.findall(r"^EXPOSE (.+)$", stages(dockerfile)[stage], re.M) == [str(port)]
+
+
+def test_the_default_build_is_the_serving_image(dockerfile):
+    assert list(stages(dockerfile))[-1] == "runtime"
 
 
 def test_healthcheck_is_the_readiness_check_not_ping(dockerfile):
@@ -59,8 +72,8 @@ def test_healthcheck_is_the_readiness_check_not_ping(dockerfile):
 def test_image_copies_only_archives_checksums_config_and_deploy_code(dockerfile):
     sources = [source for line in re.findall(r"^COPY (?!--from)(.+?)\s+\S+$", dockerfile.replace("\\\n", " "), re.M)
                for source in line.split()]
-    allowed = re.compile(r"^(model_store/\*\.mar|model_store/SHA256SUMS|config\.properties|deploy/[a-z_]+\.py|"
-                         r"deploy/requirements-serve\.txt|deploy/config/log4j2\.xml)$")
+    allowed = re.compile(r"^(\$\{MODEL_STORE\}/\*\.mar|\$\{MODEL_STORE\}/SHA256SUMS|config\.properties|"
+                         r"deploy/[a-z_]+\.py|deploy/requirements-serve\.txt|deploy/config/(log4j2\.xml|gateway\.nginx\.conf|gateway\.js))$")
     assert sources and all(allowed.match(source) for source in sources), sources
 
 
@@ -74,9 +87,10 @@ def deploy_modules_needed(module: str, seen: set[str] | None = None) -> set[str]
     return seen
 
 
-def test_image_holds_every_deploy_module_its_commands_import(dockerfile):
-    copied = set(re.findall(r"deploy/(\w+)\.py", dockerfile))
-    for command in ("entrypoint", "gateway", "readiness"):
+@pytest.mark.parametrize("stage, commands", [("runtime", ("entrypoint", "readiness")), ("gateway", ("gateway",))])
+def test_each_image_holds_every_deploy_module_its_commands_import(dockerfile, stage, commands):
+    copied = set(re.findall(r"deploy/(\w+)\.py", stages(dockerfile)[stage]))
+    for command in commands:
         assert deploy_modules_needed(command) <= copied, command
 
 
@@ -88,9 +102,9 @@ def test_build_context_is_an_allow_list_without_keys():
 
 
 def test_cpu_variant_takes_torch_from_the_pytorch_cpu_index_and_gpu_from_a_cuda_build(dockerfile):
-    stages = dict(re.findall(r"^FROM \S+ AS (venv-\w+)\n(.*?)(?=^FROM |\Z)", dockerfile, re.M | re.S))
-    assert "download.pytorch.org/whl/cpu" in stages["venv-cpu"] and "+cpu" in stages["venv-cpu"]
-    assert "whl/cpu" not in stages["venv-gpu"] and "torch==" in stages["venv-gpu"]
+    venvs = stages(dockerfile)
+    assert "download.pytorch.org/whl/cpu" in venvs["venv-cpu"] and "+cpu" in venvs["venv-cpu"]
+    assert "whl/cpu" not in venvs["venv-gpu"] and "torch==" in venvs["venv-gpu"]
 
 
 def pins(path: Path) -> dict[str, str]:
@@ -153,13 +167,16 @@ def test_pods_run_non_root_without_privilege_on_a_read_only_root(overlay):
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_torchserve_writes_only_to_emptydirs_and_the_gateway_only_reads_them(overlay):
+def test_containers_write_only_to_their_emptydirs_and_the_gateway_only_reads_the_shared_ones(overlay):
     spec = pod_spec(overlay)
     volumes = {volume["name"]: volume for volume in spec["volumes"]}
     torchserve = {mount["mountPath"]: mount for mount in container(spec, "torchserve")["volumeMounts"]}
     assert set(torchserve) == {"/srv/state", "/tmp"}
     assert all("emptyDir" in volumes[mount["name"]] for mount in torchserve.values())
-    assert all(mount.get("readOnly") for mount in container(spec, "gateway")["volumeMounts"])
+    gateway_writes = [mount for mount in container(spec, "gateway")["volumeMounts"] if not mount.get("readOnly")]
+    assert [(mount["mountPath"], volumes[mount["name"]]["emptyDir"]["medium"]) for mount in gateway_writes] == \
+        [("/tmp", "Memory")]
+    assert not {mount["name"] for mount in gateway_writes} & {mount["name"] for mount in torchserve.values()}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -292,7 +309,7 @@ def test_kserve_runs_the_same_pod_as_the_cpu_overlay(predictor):
 def test_compose_publishes_only_inference_on_loopback_and_reserves_gpus_only_for_gpu():
     services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
     for name, service in services.items():
-        assert service["ports"] == [f"127.0.0.1:{INFERENCE_PORT}:{INFERENCE_PORT}"], name
+        assert service["ports"] == [f"127.0.0.1:${{SERVE_PORT:-{INFERENCE_PORT}}}:{INFERENCE_PORT}"], name
         assert service["read_only"] is True and service["cap_drop"] == ["ALL"], name
         assert "deploy" in service if name == "gpu" else "deploy" not in service
     devices = services["gpu"]["deploy"]["resources"]["reservations"]["devices"]
