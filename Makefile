@@ -154,20 +154,26 @@ docker-base: ## a Debian bookworm + Python 3.11 base image made offline from Deb
 	    bookworm .docker-base $(DEBIAN_MIRROR) && \
 	  tar -C .docker-base -c . | $(DOCKER) import - $(LOCAL_BASE) && rm -rf .docker-base; fi
 
-wheelhouse: venv ## download the image's wheels (PyPI's torch) into wheelhouse/ for VARIANT=wheelhouse
+wheelhouse: wheelhouse/.downloaded ## download the image's wheels (PyPI's torch) into wheelhouse/ for VARIANT=wheelhouse
+wheelhouse/.downloaded: deploy/requirements-serve.txt | venv
 	$(PY) -m pip download --quiet --disable-pip-version-check --dest wheelhouse \
 	  torch==2.14.1 torchvision==0.29.1 -r deploy/requirements-serve.txt
+	touch $@
 
 # The integration suite's HTTP checks, the container checks and the Kubernetes pod (tests/container/),
 # against images that bake STORE (default: the fast models, so no 20-minute training first).
 DOCKER_TEST_STORE := $(if $(filter model_store,$(STORE)),$(FAST_STORE),$(STORE))
 CONTAINER_HTTP_TESTS := $(addprefix tests/integration/,test_mnist_serving.py test_sentiment_serving.py \
   test_resnet_serving.py test_hostile_inputs.py test_served_equals_offline.py)
-docker-test: venv nginx compose ## build the CPU image and test it as ops run it, and the pod: [OFFLINE=1] [STORE=model_store]
-	$(MAKE) docker-build STORE=$(DOCKER_TEST_STORE) VARIANT=$(VARIANT) BASE=$(BASE) $(if $(OFFLINE),OFFLINE=$(OFFLINE))
+docker-test: venv nginx compose $(if $(filter $(FAST_STORE),$(DOCKER_TEST_STORE)),fast-store) ## build the CPU image and test it as ops run it, and the pod: [OFFLINE=1] [STORE=model_store]
+	@started=$$(date +%s) && \
+	$(MAKE) --no-print-directory docker-build STORE=$(DOCKER_TEST_STORE) VARIANT=$(VARIANT) BASE=$(BASE) \
+	  $(if $(OFFLINE),OFFLINE=$(OFFLINE)) && built=$$(date +%s) && \
 	SERVE_TEST_IMAGE=$(IMAGE):$(VARIANT) SERVE_TEST_GATEWAY_IMAGE=$(GATEWAY_IMAGE) SERVE_TEST_DOCKER=$(DOCKER) \
 	  SERVE_TEST_ARTIFACTS=$(if $(filter $(FAST_STORE),$(DOCKER_TEST_STORE)),$(FAST_ARTIFACTS),artifacts) \
-	  $(PY) -m pytest -m "not management" tests/container $(CONTAINER_HTTP_TESTS)
+	  $(PY) -m pytest -m "not management" tests/container $(CONTAINER_HTTP_TESTS) && tested=$$(date +%s) && \
+	$(PY) -m loadtest.image_report --docker $(DOCKER) --variant $(VARIANT) --build-seconds $$((built - started)) \
+	  --test-seconds $$((tested - built)) $(IMAGE):$(VARIANT) $(GATEWAY_IMAGE) $(if $(OFFLINE),$(LOCAL_BASE))
 
 gpu-check: venv | $(VADER_SDIST) ## on a CUDA host: fast training with AMP, GPU workers vs CPU (loadtest/results/gpu/)
 	$(PY) -m loadtest.gpu_check

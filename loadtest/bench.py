@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
 import json
 import math
@@ -129,8 +130,7 @@ def ratios(models: dict) -> dict:
 def run(models: list[str], artifacts: Path, mode_name: str, workdir: Path, seconds: float | None = None,
         levels: tuple[int, ...] | None = None) -> dict:
     mode = MODES[mode_name]
-    mode = Mode(seconds or mode.seconds, tuple(levels or mode.levels), mode.inprocess_seconds,
-                mode.all_process_layouts)
+    mode = dataclasses.replace(mode, seconds=seconds or mode.seconds, levels=tuple(levels or mode.levels))
     require_wrk()
     bodies = {name: BodyFiles(CATALOG[name].heldout_requests(64)) for name in models}
     results = {name: {"unit": CATALOG[name].unit, "inprocess": measure_inprocess(name, artifacts, mode),

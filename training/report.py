@@ -6,7 +6,8 @@ For each model of the catalog: the shipped run (artifacts/<model>/, seed 0) and 
 under artifacts/seeds/<model>/seed<N>/, as mean, standard deviation and range over the seeds,
 because CPU training is not bit-for-bit repeatable and one seed is one draw. Each table replaces
 the text between `<!-- figures:<model> -->` and `<!-- /figures:<model> -->` in the README; the
-last `make verify` (loadtest/results/verify.json) fills `<!-- figures:verify -->` and the last
+last `make verify` (loadtest/results/verify.json) fills `<!-- figures:verify -->`, the last
+`make docker-test` (loadtest/results/containers.json) `<!-- figures:containers -->` and the last
 full `make bench` (loadtest/results/bench.json) `<!-- figures:bench -->`.
 """
 
@@ -88,6 +89,18 @@ def bench_table(path: Path) -> str:
     return "\n".join(lines)
 
 
+def containers_table(path: Path) -> str:
+    record = json.loads(path.read_text())
+    def minutes(seconds: float) -> str:
+        return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+
+    lines = [f"Measured by `make docker-test` ({record['variant']} variant) on {record['date']}, {record['cores']} "
+             f"cores: build {minutes(record['build_seconds'])}, tests {minutes(record['test_seconds'])}.", "",
+             "| image | size |", "|---|---:|"]
+    lines += [f"| `{image}` | {size / 1e9:.2f} GB |" for image, size in record["images"].items()]
+    return "\n".join(lines)
+
+
 def update(readme: str, model: str, generated: str) -> str:
     pattern = re.compile(rf"(<!-- figures:{model} -->\n).*?(<!-- /figures:{model} -->)", re.S)
     if not pattern.search(readme):
@@ -111,6 +124,9 @@ def main(argv=None) -> None:
     verified = REPO / "loadtest" / "results" / "verify.json"
     if verified.exists():
         readme = update(readme, "verify", verify_table(verified))
+    containers = REPO / "loadtest" / "results" / "containers.json"
+    if containers.exists():
+        readme = update(readme, "containers", containers_table(containers))
     benchmarked = REPO / "loadtest" / "results" / "bench.json"
     if benchmarked.exists() and json.loads(benchmarked.read_text())["mode"] == "full":
         readme = update(readme, "bench", bench_table(benchmarked))
