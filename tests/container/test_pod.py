@@ -3,8 +3,10 @@ kubelet would (tests/containers.py), compared with the standalone container (`ma
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -17,8 +19,7 @@ from PIL import Image
 
 from deploy.client import read_keys
 from tests.containers import KubernetesPod, inspect
-from tests.heldout import mnist_test_digits
-from tests.images import encode, png_of_pixels
+from tests.images import encode
 from training.catalog import CATALOG
 
 REPO = Path(__file__).resolve().parents[2]
@@ -111,15 +112,23 @@ def run_curl(command: str, base_url: str, key: str, folder: Path) -> dict | list
     return json.loads(result.stdout)
 
 
+def write_example_file(command: str, folder: Path) -> None:
+    """The file an example uploads (`-T name` or `-F data=@name`): a held-out sample of the model it
+    calls, in the format its name says."""
+    uploaded = re.search(r"(?:-T |data=@)(\S+)", command)
+    if uploaded:
+        model = re.search(r"/predictions/(\w+)", command).group(1)
+        image = Image.open(io.BytesIO(CATALOG[model].heldout_requests(1)[0].body))
+        fmt = "JPEG" if uploaded.group(1).endswith((".jpg", ".jpeg")) else "PNG"
+        (folder / uploaded.group(1)).write_bytes(encode(image.convert("RGB") if fmt == "JPEG" else image, fmt))
+
+
 def test_every_readme_example_works_through_the_door_as_directly(pod, server, tmp_path):
-    digit = mnist_test_digits()[0][0]
-    (tmp_path / "digit.png").write_bytes(png_of_pixels(digit))
-    (tmp_path / "digit.jpg").write_bytes(encode(Image.fromarray(digit), "JPEG", quality=95))
-    (tmp_path / "shoe.jpg").write_bytes(CATALOG["resnet"].heldout_requests(1)[0].body)
     examples = readme_curl_examples()
     assert len(examples) >= 7, examples
     direct_key = read_keys(server.key_file)["inference"]
     for command in examples:
+        write_example_file(command, tmp_path)
         direct = run_curl(command, server.inference_url, direct_key, tmp_path)
         assert not (isinstance(direct, dict) and "code" in direct), (command, direct)
         assert run_curl(command, pod.url, CLIENT_KEY, tmp_path) == direct, command

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from deploy.serve_settings import settings_from_env
+from tests.containers import HARDENED
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -328,3 +329,9 @@ def test_example_configs_are_what_the_entrypoint_renders(variant):
                                capture_output=True, text=True, check=True).stdout
         committed = (DEPLOY / "config" / f"{variant}.{suffix}").read_text().split("\n", 1)[1]
         assert committed == shown, f"deploy/config/{variant}.{suffix} is stale: run `make deploy-config`"
+
+
+def test_make_docker_run_uses_the_flags_the_container_tests_run_the_image_with():
+    recipe = (REPO / "Makefile").read_text().split("\ndocker-run:", 1)[1].split("\n\n", 1)[0].replace("\\\n", " ")
+    run_line = " ".join(recipe.split())
+    assert " ".join(HARDENED) in run_line and "-p 127.0.0.1:8080:8080" in run_line, run_line
