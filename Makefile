@@ -99,20 +99,20 @@ BENCH_MODE ?= quick
 bench: venv train wrk nginx ## in-process ceiling vs this service vs stock TorchServe vs LitServe (BENCH_MODE=full)
 	$(PY) -m loadtest.bench --mode $(BENCH_MODE) --models $(MODELS)
 
+# Debian packages, installed only when missing; the package lists are refreshed only if the first try fails.
+APT_INSTALL = apt-get install -y --no-install-recommends $(1) || { apt-get update && apt-get install -y --no-install-recommends $(1); }
+
 wrk: ## install the wrk load generator (Debian package) when it is missing
-	@command -v wrk >/dev/null || apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }
+	@command -v wrk >/dev/null || $(call APT_INSTALL,wrk)
 
 test: venv wrk nginx ## the whole test suite (trains small models, starts real TorchServe instances)
 	$(PY) -m pytest
 
 compose: ## install Debian's docker-compose (the Compose implementation `make docker-test` proves compose.yaml with)
-	@command -v docker-compose >/dev/null || apt-get install -y --no-install-recommends docker-compose || \
-	  { apt-get update && apt-get install -y --no-install-recommends docker-compose; }
+	@command -v docker-compose >/dev/null || $(call APT_INSTALL,docker-compose)
 
 nginx: ## install nginx and its njs module (Debian packages; the pod's gateway) when missing
-	@test -f /usr/lib/nginx/modules/ngx_http_js_module.so || apt-get install -y --no-install-recommends \
-	  nginx-light libnginx-mod-http-js || { apt-get update && apt-get install -y --no-install-recommends \
-	  nginx-light libnginx-mod-http-js; }
+	@test -f /usr/lib/nginx/modules/ngx_http_js_module.so || $(call APT_INSTALL,nginx-light libnginx-mod-http-js)
 
 # --- containers (machines with a Docker engine; see README "Deploy") ----------------------------
 VARIANT ?= cpu

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from loadtest.launcher import EntrypointServer
-from loadtest.verify import send_all, top_answer
+from loadtest.verify import count_correct, send_all
 from training.archive import archive
 from training.catalog import CATALOG, REPO
 
@@ -34,7 +34,7 @@ def train_on_cuda(artifacts: Path) -> dict[str, dict]:
     trained = {}
     for name, entry in CATALOG.items():
         started = time.monotonic()
-        entry.training().main([*entry.fast_training_args, "--out", str(artifacts / name)])
+        entry.train_fast(artifacts / name)
         metadata = json.loads((artifacts / name / "metadata.json").read_text())
         trained[name] = {"train_seconds": round(time.monotonic() - started, 1), "test": metadata["test"]}
     return trained
@@ -66,9 +66,7 @@ def serve_and_measure(workdir: Path, store: Path, settings: dict[str, str], coun
         for name, entry in CATALOG.items():
             samples = entry.heldout_requests(count)
             answers = send_all(client, name, samples)
-            correct = sum(status == 200 and top_answer(answer)[0] == sample.expected
-                          for sample, (status, answer) in zip(samples, answers))
-            results[name] = {"accuracy": correct / len(samples), "samples": len(samples),
+            results[name] = {"accuracy": count_correct(samples, answers) / len(samples), "samples": len(samples),
                              "throughput_rps": throughput(client, name, samples, seconds)}
     return results
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from deploy.client import DEFAULT_KEY_FILE, TorchServeClient
-from loadtest.verify import send_all, top_answer
+from loadtest.verify import count_correct, send_all
 from training.catalog import CATALOG
 
 
@@ -29,8 +29,7 @@ def main(argv=None) -> None:
         entry = CATALOG[model]
         samples = entry.heldout_requests(args.count)
         answers = send_all(client, model, samples)
-        correct = sum(status == 200 and top_answer(answer)[0] == sample.expected
-                      for sample, (status, answer) in zip(samples, answers))
+        correct = count_correct(samples, answers)
         print(f"{model}: {correct}/{len(samples)} held-out {entry.unit} answered right ({correct / len(samples):.0%})")
         for index in np.linspace(0, len(samples) - 1, args.examples).astype(int):
             status, answer = answers[index]

@@ -46,6 +46,12 @@ def send_all(client: TorchServeClient, model: str, samples: list[Sample], concur
         return list(pool.map(send, samples))
 
 
+def count_correct(samples: list[Sample], answers: list) -> int:
+    """How many of send_all's answers are 200s whose top label is the sample's true one."""
+    return sum(status == 200 and top_answer(answer)[0] == sample.expected
+               for sample, (status, answer) in zip(samples, answers))
+
+
 @dataclass
 class Verdict:
     model: str

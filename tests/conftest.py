@@ -28,7 +28,7 @@ def artifacts(tmp_path_factory) -> Path:
         return Path(os.environ["SERVE_TEST_ARTIFACTS"]).resolve()
     root = tmp_path_factory.mktemp("artifacts")
     for entry in CATALOG.values():
-        entry.training().main([*entry.fast_training_args, "--out", str(root / entry.name)])
+        entry.train_fast(root / entry.name)
     return root
 
 

@@ -12,15 +12,19 @@ import json
 import os
 import secrets
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import requests
+import yaml
 
 from deploy.client import TorchServeClient
 from loadtest.launcher import free_port
 
+REPO = Path(__file__).resolve().parents[1]
 DOCKER = os.environ.get("SERVE_TEST_DOCKER", "docker")
 # `make docker-run` and the README's `docker run`: nothing writable but the run volume and /tmp.
 HARDENED = ["--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
@@ -55,6 +59,19 @@ def wait_until_healthy(container: str, timeout: float = 240) -> None:
             logs = docker("logs", "--tail", "60", container, check=False)
             raise RuntimeError(f"container {status} instead of healthy:\n{logs.stdout}{logs.stderr}")
         time.sleep(1)
+
+
+def container_ip(name: str) -> str:
+    return inspect(name, "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}")
+
+
+@cache
+def rendered_manifests(overlay: str) -> tuple[dict, ...]:
+    """deploy/k8s/overlays/<overlay> as `kubectl kustomize` renders it, one dict per resource."""
+    kubectl = Path(sys.executable).with_name("kubectl")
+    result = subprocess.run([str(kubectl), "kustomize", str(REPO / "deploy" / "k8s" / "overlays" / overlay)],
+                            capture_output=True, text=True, check=True)
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
 
 
 def unique(prefix: str) -> str:
@@ -134,7 +151,7 @@ class ContainerServer:
         return set(json.loads(docker("exec", self.name, "python", "-c", WORKER_PIDS, model).stdout))
 
     def container_ip(self) -> str:
-        return inspect(self.name, "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}")
+        return container_ip(self.name)
 
     def process_uids(self) -> dict[int, int]:
         """{host pid: uid} of every process in the container."""
@@ -230,7 +247,7 @@ class KubernetesPod:
         any_image = next(iter(self.images.values()))
         docker("run", "-d", "--name", f"{self.name}-infra", "-p", f"127.0.0.1:{self.port}:{service_port}", *HARDENED,
                "--entrypoint", "sleep", any_image, "infinity")
-        pod_ip = inspect(f"{self.name}-infra", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}")
+        pod_ip = self.ip()
         # fsGroup: the kubelet makes every emptyDir group-owned by the pod's fsGroup, group-writable.
         for volume in self.spec["volumes"]:
             if "emptyDir" in volume and volume["emptyDir"].get("medium") != "Memory":
@@ -280,6 +297,10 @@ class KubernetesPod:
             yield self
         finally:
             self.remove()
+
+    def ip(self) -> str:
+        """The pod's address: its infra container's, which every container of the pod shares."""
+        return container_ip(f"{self.name}-infra")
 
     def exec(self, container: str, *command: str) -> str:
         return docker("exec", self.container_name(container), *command).stdout

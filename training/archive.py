@@ -79,8 +79,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     for name in args.models:
         if args.train_fast and not (args.artifacts / name / f"{name}.torchscript.pt").exists():
-            entry = CATALOG[name]
-            entry.training().main([*entry.fast_training_args, "--out", str(args.artifacts / name)])
+            CATALOG[name].train_fast(args.artifacts / name)
         archive(name, args.artifacts, args.store)
 
 

@@ -60,6 +60,10 @@ class ModelEntry:
     def training(self):
         return importlib.import_module(self.training_module)
 
+    def train_fast(self, out: Path) -> None:
+        """Train with the small, fast configuration into `out` (the tests', the image tests', gpu-check's)."""
+        self.training().main([*self.fast_training_args, "--out", str(out)])
+
     def heldout_requests(self, count: int | None = None):
         return self.training().heldout_requests(count)
 

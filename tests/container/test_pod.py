@@ -9,16 +9,14 @@ import os
 import re
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import requests
-import yaml
 from PIL import Image
 
 from deploy.client import read_keys
-from tests.containers import KubernetesPod, inspect
+from tests.containers import KubernetesPod, rendered_manifests
 from tests.images import encode
 from training.catalog import CATALOG
 
@@ -29,16 +27,9 @@ pytestmark = pytest.mark.skipif(not all(IMAGES.values()), reason="needs the imag
 CLIENT_KEY = "pod-client-key-one"
 
 
-def rendered(overlay: str = "cpu") -> list[dict]:
-    kubectl = Path(sys.executable).with_name("kubectl")
-    text = subprocess.run([str(kubectl), "kustomize", str(REPO / "deploy" / "k8s" / "overlays" / overlay)],
-                          capture_output=True, text=True, check=True).stdout
-    return [doc for doc in yaml.safe_load_all(text) if doc]
-
-
 @pytest.fixture(scope="module")
 def pod(tmp_path_factory):
-    documents = rendered()
+    documents = rendered_manifests("cpu")
     (deployment,) = [doc for doc in documents if doc["kind"] == "Deployment"]
     config_maps = {doc["metadata"]["name"]: doc["data"] for doc in documents if doc["kind"] == "ConfigMap"}
     secret_dir = tmp_path_factory.mktemp("secret")
@@ -80,7 +71,7 @@ def test_management_is_unreachable_through_the_door(pod, path):
 
 
 def test_management_is_not_bound_to_the_pod_address(pod):
-    pod_ip = inspect(f"{pod.name}-infra", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}")
+    pod_ip = pod.ip()
     with socket.create_connection((pod_ip, 8000), timeout=3):  # the pod's address is reachable at all
         pass
     for port in (8080, 8081):  # TorchServe's inference and management: the pod's loopback only

@@ -6,7 +6,6 @@ import copy
 import re
 import subprocess
 import sys
-from functools import cache
 from pathlib import Path
 
 import kubernetes_validate
@@ -14,7 +13,7 @@ import pytest
 import yaml
 
 from deploy.serve_settings import settings_from_env
-from tests.containers import HARDENED
+from tests.containers import HARDENED, rendered_manifests
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -119,15 +118,8 @@ def test_image_pins_the_versions_the_tests_ran_with():
 
 
 # --- Kubernetes --------------------------------------------------------------------------------
-@cache
-def rendered(overlay: str) -> tuple[dict, ...]:
-    result = subprocess.run([str(VENV_BIN / "kubectl"), "kustomize", str(DEPLOY / "k8s" / "overlays" / overlay)],
-                            capture_output=True, text=True, check=True)
-    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
-
-
 def one(overlay: str, kind: str) -> dict:
-    (resource,) = [doc for doc in rendered(overlay) if doc["kind"] == kind]
+    (resource,) = [doc for doc in rendered_manifests(overlay) if doc["kind"] == kind]
     return resource
 
 
@@ -142,10 +134,10 @@ def container(spec: dict, name: str) -> dict:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_rendered_manifest_is_valid_for_kubernetes(overlay):
-    kinds = {doc["kind"] for doc in rendered(overlay)}
+    kinds = {doc["kind"] for doc in rendered_manifests(overlay)}
     assert kinds == {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
                      "ConfigMap"}
-    for doc in rendered(overlay):
+    for doc in rendered_manifests(overlay):
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
 
 
@@ -223,7 +215,7 @@ def test_gpu_limits_node_selector_and_tolerations_only_in_the_gpu_overlay():
     assert gpu["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert "nvidia.com/gpu" not in cpu["resources"].get("limits", {})
     assert pod_spec("gpu")["nodeSelector"] and pod_spec("gpu")["tolerations"][0]["key"] == "nvidia.com/gpu"
-    assert "nvidia" not in yaml.safe_dump(list(rendered("cpu")))
+    assert "nvidia" not in yaml.safe_dump(list(rendered_manifests("cpu")))
 
 
 def test_cpu_pods_get_a_whole_core_quota_the_entrypoint_can_divide():
