@@ -15,7 +15,7 @@ RUN_DIR := run
 SERVE_ENV := SERVE_RUN_DIR=$(CURDIR)/$(RUN_DIR) SERVE_MODEL_STORE=$(CURDIR)/model_store
 ENTRYPOINT_PID := $(RUN_DIR)/entrypoint.pid
 
-.PHONY: help venv run train archive figures serve predict verify stop test clean loadtest bench wrk docker-build docker-run \
+.PHONY: help venv run train archive figures sentiment-selection serve predict verify stop test clean loadtest bench wrk docker-build docker-run \
         docker-base wheelhouse deploy-config docker-test fast-store nginx gpu-check compose
 
 help: ## list the targets
@@ -34,11 +34,12 @@ run: venv train archive serve predict ## everything: install, train what is miss
 train: venv $(ARTIFACTS) ## train the models that have no artifact yet (artifacts/<model>/)
 archive: venv $(ARCHIVES) ## package artifacts into model_store/<model>.mar (+ SHA256SUMS)
 
-# Per model: train only when its TorchScript file is missing; re-archive when the artifact,
+# Per model: train only when its TorchScript file is missing (seed 0, or the best on validation of the
+# seeds its catalog entry names); re-archive when the artifact,
 # the handlers or the model-config change.
 define model_rules
 artifacts/$(1)/$(1).torchscript.pt:
-	$$(PY) -m training.$(1) --out artifacts/$(1)
+	$$(PY) -m training.seeds $(1)
 model_store/$(1).mar: artifacts/$(1)/$(1).torchscript.pt $$(wildcard handlers/*.py handlers/*/*.py) handlers/config/$(1).yaml
 	$$(PY) -m training.archive $(1)
 endef
@@ -52,8 +53,12 @@ $(VADER_SDIST): | venv
 	  vaderSentiment==3.3.2 -d data_cache
 artifacts/sentiment/sentiment.torchscript.pt: | $(VADER_SDIST)
 
-# Training is not bit-for-bit repeatable on the CPU: README figures are the shipped run (seed 0)
-# and the spread over SEEDS seeds, generated from each run's metadata.json.
+sentiment-selection: venv ## train each sentiment architecture candidate once (seed 0) and choose on validation
+	$(PY) -m training.sentiment_selection
+
+# Training is not bit-for-bit repeatable on the CPU: README figures are the shipped run (seed 0, or
+# the best of the seeds `make train` trained) and the spread over SEEDS seeds, generated from each
+# run's metadata.json.
 SEEDS ?= 3
 figures: train ## train seeds 1..SEEDS-1 of every model where missing, then regenerate the README's accuracy tables
 	@for model in $(MODELS); do for seed in $$(seq 1 $$(($(SEEDS) - 1))); do \
@@ -95,9 +100,11 @@ loadtest: venv ## locust against the running service: bounded, headless, CSV + H
 	  --csv loadtest/results/locust/loadtest --html loadtest/results/locust/loadtest.html
 
 # quick: a smoke run (~2 min); full: the README numbers (loadtest/results/bench.json, ~7 min per model).
+# BENCH_PREVIOUS=DIR also serves DIR's models (an earlier version: DIR/<model>/) in the same run.
 BENCH_MODE ?= quick
+BENCH_PREVIOUS ?=
 bench: venv train wrk nginx ## in-process ceiling vs this service vs stock TorchServe vs LitServe (BENCH_MODE=full)
-	$(PY) -m loadtest.bench --mode $(BENCH_MODE) --models $(MODELS)
+	$(PY) -m loadtest.bench --mode $(BENCH_MODE) --models $(MODELS) $(if $(BENCH_PREVIOUS),--previous $(BENCH_PREVIOUS))
 
 # Debian packages, installed only when missing; the package lists are refreshed only if the first try fails.
 APT_INSTALL = apt-get install -y --no-install-recommends $(1) || { apt-get update && apt-get install -y --no-install-recommends $(1); }

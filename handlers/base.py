@@ -4,8 +4,9 @@ A subclass says only what differs, LitServe-style:
   decode_request(payload) -> one model-ready example (raise InputError for bad input)
   collate(examples)       -> the model's batched input (default: torch.stack)
   encode_responses(out, options) -> one JSON-able answer per example
-and may override split_request() when one HTTP request carries several examples, and
-request_options() when a request carries options besides its payload (e.g. ResNet's top-k).
+and may override split_request() when one HTTP request carries several examples (or options in
+its body), and request_options() when a request carries options besides its payload (e.g.
+ResNet's top-k header).
 
 What the base adds over TorchServe's BaseHandler: each request of a batch is validated on its
 own, so a bad one gets its own 4xx JSON answer (via context.set_response_status) while its
@@ -54,8 +55,9 @@ class ServingHandler(BaseHandler):
         logger.info("%s ready on %s with %d torch threads", type(self).__name__, self.device, threads)
 
     # --- per-model hooks -------------------------------------------------------------------
-    def split_request(self, payload) -> tuple[list, bool]:
-        """One request -> (examples, answer_is_a_list). Default: one example, one answer."""
+    def split_request(self, payload, options: dict) -> tuple[list, bool]:
+        """One request (and its request_options()) -> (examples, answer_is_a_list). Default: one
+        example, one answer."""
         return [payload], False
 
     def decode_request(self, payload):
@@ -102,7 +104,7 @@ class ServingHandler(BaseHandler):
             context.set_response_content_type(idx, "application/json")
             try:
                 request_options = self.request_options(row, idx)
-                items, many = self.split_request(self.request_payload(row))
+                items, many = self.split_request(self.request_payload(row), request_options)
                 decoded = [self.decode_request(item) for item in items]
             except InputError as error:
                 answers[idx] = self._reject(context, idx, error.status, error.message)

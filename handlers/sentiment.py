@@ -3,6 +3,10 @@
 One request is text/plain, JSON {"text": "..."}, or a JSON list of texts (answered by a list in
 the same order). Bodies that TorchServe could not decode arrive as bytes: they must be UTF-8, and
 are read as JSON when they start with "{" or "[" (e.g. `application/json; charset=utf-8`).
+
+A text is judged whole, however long (up to `max_text_chars`): see handlers/transforms/text.py.
+Per-sentence scores come with {"text": ..., "sentences": true} or the header `X-Sentences: true`
+(for every text of the request): "sentences": [{"start", "end", "label", "score"}, ...].
 """
 
 import json
@@ -12,15 +16,32 @@ from handlers.base import ServingHandler
 from handlers.transforms import text
 from handlers.transforms.errors import InputError
 
+SENTENCES_OPTION = "sentences"
+
+
+def parse_flag(value, name: str) -> bool:
+    """A JSON boolean, or a header's true/false."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise InputError(f"{name} must be true or false, got {value!r}")
+
 
 class SentimentHandler(ServingHandler):
-    default_settings = {**ServingHandler.default_settings, "max_text_chars": 5000, "max_texts_per_request": 32}
+    default_settings = {**ServingHandler.default_settings, "max_text_chars": 20000, "max_texts_per_request": 32,
+                        "max_request_chars": 100000}
 
     def initialize(self, context):
         super().initialize(context)
         self.vocabulary = text.Vocabulary.load(Path(context.system_properties["model_dir"]) / text.VOCABULARY_FILE)
 
-    def split_request(self, payload):
+    def request_options(self, row, idx):
+        header = self.request_header(idx, "X-Sentences")
+        return {} if header is None else {SENTENCES_OPTION: parse_flag(header, "X-Sentences")}
+
+    def split_request(self, payload, options):
+        """-> [(text, per-sentence scores asked)], answer_is_a_list."""
         if isinstance(payload, (bytes, bytearray)):
             payload = text.decode_utf8(payload)
             if payload.lstrip()[:1] in ("{", "["):
@@ -30,6 +51,7 @@ class SentimentHandler(ServingHandler):
                     raise InputError(f"body starts like JSON but is not valid JSON ({error})") from None
                 except RecursionError:
                     raise InputError("JSON is nested too deeply") from None
+        sentences = options.get(SENTENCES_OPTION, False)
         max_chars = self.settings["max_text_chars"]
         if isinstance(payload, list):
             limit = self.settings["max_texts_per_request"]
@@ -37,20 +59,34 @@ class SentimentHandler(ServingHandler):
                 raise InputError("empty list: send at least one text")
             if len(payload) > limit:
                 raise InputError(f"{len(payload)} texts in one request; the limit is {limit}", status=413)
-            return [text.validate_text(item, max_chars, f"texts[{i}]") for i, item in enumerate(payload)], True
-        if isinstance(payload, dict):
-            if set(payload) != {"text"}:
-                raise InputError('expected a JSON object {"text": "..."} or a JSON list of texts, '
-                                 f"got keys {sorted(payload)}")
-            payload = payload["text"]
-        return [text.validate_text(payload, max_chars)], False
+            texts = [text.validate_text(item, max_chars, f"texts[{i}]") for i, item in enumerate(payload)]
+            many = True
+        else:
+            if isinstance(payload, dict):
+                if "text" not in payload or set(payload) - {"text", SENTENCES_OPTION}:
+                    raise InputError('expected a JSON object {"text": "..."} (optionally "sentences": true) '
+                                     f"or a JSON list of texts, got keys {sorted(payload)}")
+                if SENTENCES_OPTION in payload:
+                    sentences = parse_flag(payload[SENTENCES_OPTION], SENTENCES_OPTION)
+                payload = payload["text"]
+            texts, many = [text.validate_text(payload, max_chars)], False
+        total, limit = sum(map(len, texts)), self.settings["max_request_chars"]
+        if total > limit:
+            raise InputError(f"{total} characters in one request; the limit is {limit}", status=413)
+        return [(item, sentences) for item in texts], many
 
-    def decode_request(self, payload):
-        return self.vocabulary.encode(payload)
+    def decode_request(self, item):
+        document, sentences = item
+        return self.vocabulary.encode_document(document, sentences)
 
-    def collate(self, examples):
-        tokens, lengths = text.pad_batch(examples, self.vocabulary.pad_id)
-        return tokens.to(self.device), lengths
+    def collate(self, documents):
+        tokens, lengths = text.pad_batch([ids for document in documents for ids in document.model_inputs()],
+                                         self.vocabulary.pad_id)
+        return documents, (tokens.to(self.device), lengths)
 
-    def encode_responses(self, logits, options):
-        return [text.probabilities_to_response(row) for row in logits.softmax(dim=1)]
+    def forward(self, batch):
+        documents, model_input = batch
+        return text.score_documents(documents, super().forward(model_input))
+
+    def encode_responses(self, scores, options):
+        return [text.document_response(score) for score in scores]

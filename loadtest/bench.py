@@ -6,8 +6,12 @@
 Per model: the handler driven in-process at the batch sizes the server forms (the ceiling), then
 each server at several concurrency levels with wrk (same client, same real held-out requests),
 then this service paced at 70 % of its peak to read its tail latency, and this service through the
-pod's front door (the nginx gateway) vs directly. Writes bench.json (every figure), bench.md
-(tables) and bench.png (throughput vs concurrency, latency percentiles).
+pod's front door (the nginx gateway) vs directly. With --previous DIR, this service also serves
+the models of DIR (an earlier version, e.g. before retraining) in the same run: "previous". A
+model whose training module offers long_requests() (sentiment: 10,000-character reviews) also
+gets their latency at concurrency 1 and their throughput at the peak concurrency. Writes
+bench.json (every figure), bench.md (tables) and bench.png (throughput vs concurrency, latency
+percentiles).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from loadtest.load import BodyFiles, require_wrk, run_wrk
 from loadtest.servers import build_store, litserve, torchserve
 from training.catalog import CATALOG, REPO
 
-SERVERS = ("ours", "stock", "litserve")
+SERVERS = ("ours", "previous", "stock", "litserve")  # "previous" only with --previous
 BASELINES = ("inprocess", "stock", "litserve")  # every ratio: this service's peak over each baseline's
 PACED_FRACTION = 0.7
 
@@ -124,27 +128,46 @@ def ratios(models: dict) -> dict:
                       for name, figures in models.items() for baseline in BASELINES}
     door = {f"{name}_gateway_over_direct": figures["servers"]["ours"]["through_gateway"]["gateway_over_direct"]
             for name, figures in models.items()}
-    return {**over_baselines, **door}
+    previous = {f"{name}_ours_over_previous": peak_throughput(figures, "ours") / peak_throughput(figures, "previous")
+                for name, figures in models.items() if "previous" in figures["servers"]}
+    return {**over_baselines, **door, **previous}
+
+
+def long_documents(server, name: str, bodies: BodyFiles, levels: list[dict], mode: Mode) -> dict:
+    """Long requests alone: latency at concurrency 1, throughput at the short requests' peak concurrency."""
+    alone = run_wrk(server.url(name), bodies, server.token, 1, mode.seconds, server.pids).as_dict()
+    loaded = run_wrk(server.url(name), bodies, server.token, peak(levels)["concurrency"], mode.seconds,
+                     server.pids).as_dict()
+    return {"body_bytes_mean": bodies.mean_bytes, "alone": alone, "at_peak_concurrency": loaded}
 
 
 def run(models: list[str], artifacts: Path, mode_name: str, workdir: Path, seconds: float | None = None,
-        levels: tuple[int, ...] | None = None) -> dict:
+        levels: tuple[int, ...] | None = None, previous: Path | None = None) -> dict:
     mode = MODES[mode_name]
     mode = dataclasses.replace(mode, seconds=seconds or mode.seconds, levels=tuple(levels or mode.levels))
     require_wrk()
     bodies = {name: BodyFiles(CATALOG[name].heldout_requests(64)) for name in models}
+    long_bodies = {name: BodyFiles(requests) for name in models
+                   for requests in [CATALOG[name].long_requests(16)] if requests}
     results = {name: {"unit": CATALOG[name].unit, "inprocess": measure_inprocess(name, artifacts, mode),
                       "servers": {}} for name in models}
-    for label in ("ours", "stock"):
-        store = build_store(artifacts, workdir / label / "store", models, stock=label == "stock")
+    compared = [name for name in models if previous and (previous / name / f"{name}.torchscript.pt").exists()]
+    for label in ("ours", "previous", "stock"):
+        served = compared if label == "previous" else models
+        if not served:
+            continue
+        store = build_store(previous if label == "previous" else artifacts, workdir / label / "store", served,
+                            stock=label == "stock")
         with contextlib.ExitStack() as stack:
-            server = stack.enter_context(torchserve(label, workdir / label, store, models, stock=label == "stock"))
+            server = stack.enter_context(torchserve(label, workdir / label, store, served, stock=label == "stock"))
             if label == "ours":
                 gateway = stack.enter_context(GatewayProcess(workdir / "gateway", server.entrypoint,
                                                              [GATEWAY_KEY]).running())
-            for name in models:
+            for name in served:
                 levels = measure_server(server, name, bodies[name], mode)
                 figures = {"cold_start_s": server.cold_start_s, "levels": levels}
+                if name in long_bodies and label != "stock":
+                    figures["long_documents"] = long_documents(server, name, long_bodies[name], levels, mode)
                 if label == "ours":
                     figures["paced_at_70pct_of_peak"] = paced_tail(server, name, bodies[name], levels, mode)
                     figures["through_gateway"] = through_the_door(server, gateway, name, bodies[name], levels, mode)
@@ -154,7 +177,7 @@ def run(models: list[str], artifacts: Path, mode_name: str, workdir: Path, secon
         with litserve(workdir / "litserve" / name, artifacts, name, workers) as server:
             results[name]["servers"]["litserve"] = {"cold_start_s": server.cold_start_s,
                                                     "levels": measure_server(server, name, bodies[name], mode)}
-    for files in bodies.values():
+    for files in [*bodies.values(), *long_bodies.values()]:
         files.close()
     return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "mode": mode_name, "machine": machine(), "load_generator": "wrk -t1 (loadtest/post.lua)",
@@ -172,7 +195,7 @@ def markdown(report: dict) -> str:
         ceiling = max(figures["inprocess"], key=lambda row: row["throughput_rps"])
         lines.append(f"| {name} | in-process (batch {ceiling['batch_size']}, {ceiling['processes']} proc x "
                      f"{ceiling['threads']} thr) | {ceiling['throughput_rps']:.0f} | | | | | | | 1.00 |")
-        for label in SERVERS:
+        for label in (label for label in SERVERS if label in figures["servers"]):
             top = peak(figures["servers"][label]["levels"])
             lines.append(f"| {name} | {label} | {top['throughput_rps']:.0f} | {top['concurrency']} | "
                          f"{top['p50_ms']:.1f} | {top['p95_ms']:.1f} | {top['p99_ms']:.1f} | "
@@ -181,7 +204,7 @@ def markdown(report: dict) -> str:
     lines += ["", "| model | server | concurrency | req/s | p50 ms | p95 ms | p99 ms | errors |",
               "|---|---|---:|---:|---:|---:|---:|---:|"]
     for name, figures in report["models"].items():
-        for label in SERVERS:
+        for label in (label for label in SERVERS if label in figures["servers"]):
             for level in figures["servers"][label]["levels"]:
                 lines.append(f"| {name} | {label} | {level['concurrency']} | {level['throughput_rps']:.0f} | "
                              f"{level['p50_ms']:.1f} | {level['p95_ms']:.1f} | {level['p99_ms']:.1f} | "
@@ -202,6 +225,15 @@ def markdown(report: dict) -> str:
         door = figures["servers"]["ours"]["through_gateway"]
         lines.append(f"| {name} | {door['concurrency']} | {door['direct_rps']:.0f} | {door['gateway_rps']:.0f} | "
                      f"{door['gateway_over_direct']:.2f} |")
+    lines += ["", "| model | server | long requests (mean body bytes) | alone: p50 ms | p95 ms | "
+              "at peak concurrency: req/s | p50 ms |", "|---|---|---:|---:|---:|---:|---:|"]
+    for name, figures in report["models"].items():
+        for label, server in figures["servers"].items():
+            if "long_documents" in server:
+                long = server["long_documents"]
+                lines.append(f"| {name} | {label} | {long['body_bytes_mean']:,.0f} | {long['alone']['p50_ms']:.1f} | "
+                             f"{long['alone']['p95_ms']:.1f} | {long['at_peak_concurrency']['throughput_rps']:.1f} | "
+                             f"{long['at_peak_concurrency']['p50_ms']:.1f} |")
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines += [f"| {key} | {value:.2f} |" for key, value in report["ratios"].items()]
     return "\n".join(lines) + "\n"
@@ -217,7 +249,7 @@ def plot(report: dict, path: Path) -> None:
     figure, axes = plt.subplots(len(names), 2, figsize=(11, 4 * len(names)), squeeze=False)
     for row, name in zip(axes, names):
         figures = report["models"][name]
-        for label in SERVERS:
+        for label in (label for label in SERVERS if label in figures["servers"]):
             levels = figures["servers"][label]["levels"]
             row[0].plot([lv["concurrency"] for lv in levels], [lv["throughput_rps"] for lv in levels], "o-",
                         label=label)
@@ -256,13 +288,15 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="default: loadtest/results[/quick]")
     parser.add_argument("--seconds", type=float, default=None, help="override the mode's seconds per point")
     parser.add_argument("--levels", type=int, nargs="+", default=None, help="override the concurrency levels")
+    parser.add_argument("--previous", type=Path, default=None,
+                        help="artifacts of an earlier version of the models, served by this service in the same run")
     args = parser.parse_args(argv)
     models = args.models or [name for name in CATALOG if (args.artifacts / name / f"{name}.torchscript.pt").exists()]
     if not models:
         raise SystemExit(f"no trained model under {args.artifacts}: run `make train` first")
     out = args.out or REPO / "loadtest" / "results" / ("" if args.mode == "full" else args.mode)
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
-        report = run(models, args.artifacts, args.mode, Path(workdir), args.seconds, args.levels)
+        report = run(models, args.artifacts, args.mode, Path(workdir), args.seconds, args.levels, args.previous)
     write_outputs(report, out)
     print(markdown(report))
     print(f"wrote {out}/bench.json, bench.md, bench.png")

@@ -38,7 +38,7 @@ class HandlerAPI(ls.LitAPI):
         # FastAPI passes JSON bodies parsed and anything else as bytes, as TorchServe does.
         payload = bytearray(request) if isinstance(request, bytes) else request
         try:
-            items, many = self.handler.split_request(payload)
+            items, many = self.handler.split_request(payload, {})
             if many:
                 raise InputError("the LitServe peer takes one example per request")
             return self.handler.decode_request(items[0])

@@ -35,6 +35,7 @@ class BodyFiles:
 
     def __init__(self, samples: list[Sample]):
         self.content_type = samples[0].content_type
+        self.mean_bytes = sum(len(sample.body) for sample in samples) / len(samples)
         self._dir = tempfile.TemporaryDirectory(prefix="wrk-bodies-")
         self.paths = []
         for index, sample in enumerate(samples):

@@ -8,6 +8,7 @@ took, that no worker restarted, and that the next good request is still answered
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -94,6 +95,9 @@ def image_cases(model: str, settings: dict) -> list[HostileCase]:
 def text_cases(model: str, settings: dict) -> list[HostileCase]:
     """For a text model whose model-config `handler:` section is `settings`."""
     max_chars, max_texts = settings["max_text_chars"], settings["max_texts_per_request"]
+    # texts each within max_chars whose sum is over the request's limit
+    per_request = settings["max_request_chars"]
+    total_over = [("x " * (max_chars // 2))[:max_chars]] * (per_request // max_chars + 1)
     plain, as_json = {"Content-Type": "text/plain; charset=utf-8"}, {"Content-Type": "application/json"}
     return [
         HostileCase("empty-body", model, b"", 400, "empty", plain),
@@ -113,6 +117,10 @@ def text_cases(model: str, settings: dict) -> list[HostileCase]:
                     as_json),
         HostileCase("json-10000-texts", model, ("[" + ",".join(['"ok"'] * 10_000) + "]").encode(), 413,
                     f"the limit is {max_texts}", as_json),
+        HostileCase("json-texts-over-request-characters", model, json.dumps(total_over).encode(), 413,
+                    f"characters in one request; the limit is {per_request}", as_json),
+        HostileCase("json-sentences-option-not-boolean", model, b'{"text": "fine", "sentences": "maybe"}', 400,
+                    "sentences must be true or false", as_json),
         HostileCase("over-max-request-size", model, b"a" * (4 * 1024 * 1024 + 1), 413, "", plain),
     ]
 

@@ -11,6 +11,8 @@ Each training module provides, besides its `main(argv)` entry point:
   offline_heldout(artifact_dir) -> OfflineHeldout the eager model (state_dict) on the same samples,
                                                   prepared by the training pipeline's dataset code
   reported_figures(metadata) -> {name: accuracy}  the README's figures from one run (`make figures`)
+and may provide figures_table(records) -> markdown, the README table of (seed, metadata) runs,
+and long_requests(count) -> list[Sample], its longest normal requests (`make bench` times them).
 
     python -m training.catalog      # the model names on one line (the Makefile reads this)
 """
@@ -31,6 +33,7 @@ class ModelEntry:
     unit: str                           # what one request carries, for reports: "images", "texts"
     input_kind: str                     # "image" or "text": the hostile corpus its endpoint must withstand
     fast_training_args: tuple[str, ...]  # the small, fast training configuration of `make test`
+    ship_best_of: int = 1               # `make train` trains this many seeds and ships the best on validation
 
     @property
     def endpoint(self) -> str:
@@ -67,12 +70,19 @@ class ModelEntry:
     def heldout_requests(self, count: int | None = None):
         return self.training().heldout_requests(count)
 
+    def long_requests(self, count: int) -> list:
+        """The model's long held-out requests for latency measurements, or [] if it has none."""
+        hook = getattr(self.training(), "long_requests", None)
+        return hook(count) if hook else []
+
 
 CATALOG: dict[str, ModelEntry] = {entry.name: entry for entry in [
     ModelEntry("mnist", "handlers.mnist:MnistHandler", unit="images", input_kind="image",
                fast_training_args=("--epochs", "5", "--limit", "1500")),
     ModelEntry("sentiment", "handlers.sentiment:SentimentHandler", unit="texts", input_kind="text",
-               fast_training_args=("--epochs", "4", "--limit", "8000", "--vader-repeats", "1")),
+               fast_training_args=("--epochs", "4", "--limit", "8000", "--vader-repeats", "1",
+                                   "--full-length-reviews", "400"),
+               ship_best_of=3),
     ModelEntry("resnet", "handlers.resnet:ResnetHandler", unit="images", input_kind="image",
                fast_training_args=("--image-size", "32", "--budget", "40", "--val-per-class", "10",
                                    "--test-per-class", "50", "--pretrain-per-class", "300", "--pretrain-epochs", "2",

@@ -2,8 +2,8 @@
 
     python -m training.report [--artifacts artifacts] [--readme README.md]      # `make figures`
 
-For each model of the catalog: the shipped run (artifacts/<model>/, seed 0) and every other seed
-under artifacts/seeds/<model>/seed<N>/, as mean, standard deviation and range over the seeds,
+For each model of the catalog: the shipped run (artifacts/<model>/: seed 0, or the seed that
+training.seeds chose on validation) and every other seed under artifacts/seeds/<model>/seed<N>/, as mean, standard deviation and range over the seeds,
 because CPU training is not bit-for-bit repeatable and one seed is one draw. Each table replaces
 the text between `<!-- figures:<model> -->` and `<!-- /figures:<model> -->` in the README; the
 last `make verify` (loadtest/results/verify.json) fills `<!-- figures:verify -->`, the last
@@ -24,11 +24,12 @@ from training.catalog import CATALOG, REPO
 
 
 def seed_records(artifacts: Path, model: str) -> list[tuple[int, dict]]:
-    """(seed, metadata) of the shipped run and of every extra seed, shipped first."""
+    """(seed, metadata) of the shipped run and of every other seed, shipped first."""
     paths = [artifacts / model / "metadata.json", *sorted((artifacts / "seeds" / model).glob("seed*/metadata.json"))]
     records = [json.loads(path.read_text()) for path in paths if path.exists()]
-    return [(record["train_config"]["seed"] if "train_config" in record else record["plan"]["seed"], record)
-            for record in records]
+    seeded = [(record["train_config"]["seed"] if "train_config" in record else record["plan"]["seed"], record)
+              for record in records]
+    return seeded[:1] + [(seed, record) for seed, record in seeded[1:] if seed != seeded[0][0]]
 
 
 def percent(value: float) -> str:
@@ -40,7 +41,10 @@ def points(value: float) -> str:
 
 
 def table(model: str, records: list[tuple[int, dict]]) -> str:
-    figures = CATALOG[model].training().reported_figures
+    training = CATALOG[model].training()
+    if hasattr(training, "figures_table"):
+        return training.figures_table(records)
+    figures = training.reported_figures
     shipped_seed, shipped = records[0]
     # Figures added to training later are shown once every seed's run has them.
     names = [name for name in figures(shipped) if all(name in figures(record) for _, record in records)]
@@ -86,6 +90,19 @@ def bench_table(path: Path) -> str:
             f"{paced['p50_ms']:.0f} / {paced['p99_ms']:.0f} ms at {paced['fraction_of_peak']:.0%} of peak | "
             f"{door['gateway_rps']:,.0f} vs {door['direct_rps']:,.0f} direct ({door['gateway_over_direct']:.2f}) | "
             f"{figures['servers']['ours']['cold_start_s']:.1f} s |")
+    for name, figures in report["models"].items():
+        servers = figures["servers"]
+        if "previous" in servers:
+            lines += ["", f"{name}, this model vs the previous one (`--previous`), same server, same run: peak "
+                      f"{peak('ours'):,.0f} vs {peak('previous'):,.0f} {figures['unit']}/s "
+                      f"({report['ratios'][f'{name}_ours_over_previous']:.2f})."]
+        for label in ("ours", "previous"):
+            long = servers.get(label, {}).get("long_documents")
+            if long:
+                lines.append(f"{name} ({label}), long requests of {long['body_bytes_mean']:,.0f} bytes: "
+                             f"p50 {long['alone']['p50_ms']:.0f} ms, p95 {long['alone']['p95_ms']:.0f} ms alone; "
+                             f"{long['at_peak_concurrency']['throughput_rps']:.1f} {figures['unit']}/s at "
+                             f"{long['at_peak_concurrency']['concurrency']} connections.")
     return "\n".join(lines)
 
 

@@ -105,3 +105,19 @@ def test_quick_bench_writes_a_table_row_per_server_and_a_plot(quick_bench):
     assert "| mnist_ours_over_stock |" in table and "| mnist_gateway_over_direct |" in table
     with Image.open(quick_bench / "bench.png") as plot:
         assert plot.format == "PNG" and plot.width > 500 and plot.height > 300
+
+
+def test_bench_times_long_requests_and_compares_a_previous_version_in_the_same_run(artifacts, tmp_path_factory):
+    model = next(name for name, entry in CATALOG.items() if entry.long_requests(1))
+    report = bench.run([model], artifacts, "quick", tmp_path_factory.mktemp("bench-previous"), seconds=1,
+                       levels=(2,), previous=artifacts)
+    servers = report["models"][model]["servers"]
+    assert set(servers) == {"ours", "previous", "stock", "litserve"}
+    for label in ("ours", "previous"):
+        long = servers[label]["long_documents"]
+        assert long["body_bytes_mean"] > 9_000  # 10,000-character reviews
+        for run in (long["alone"], long["at_peak_concurrency"]):
+            assert run["requests"] > 0 and run["errors"] == 0 and run["p50_ms"] > 0
+    peaks = {label: max(level["throughput_rps"] for level in servers[label]["levels"]) for label in servers}
+    assert report["ratios"][f"{model}_ours_over_previous"] == pytest.approx(peaks["ours"] / peaks["previous"])
+    assert f"| {model} | previous |" in bench.markdown(report)

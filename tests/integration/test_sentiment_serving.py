@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests.heldout import sentiment_test_tweets, vader_test_snippets
+from training.data.imdb import documents_of_length
 from tests.texts import same_answers
 
 TEXT = {"Content-Type": "text/plain; charset=utf-8"}
@@ -75,7 +76,8 @@ def test_bad_item_in_batch_gets_400_and_neighbours_succeed(client):
     (b'{"text": 5}', {"Content-Type": "application/json"}, 400, "must be a string"),
     (b'["fine", 5]', {"Content-Type": "application/json"}, 400, "texts[1] must be a string"),
     (b"[]", {"Content-Type": "application/json"}, 400, "empty list"),
-    (b"x " * 2501, TEXT, 413, "limit is 5000"),
+    (b"x " * 10001, TEXT, 413, "limit is 20000"),
+    (json.dumps(["x " * 9000] * 6).encode(), {"Content-Type": "application/json"}, 413, "108000 characters"),
     (b'["ok"' + b', "ok"' * 32 + b"]", {"Content-Type": "application/json"}, 413, "33 texts"),
 ])
 def test_bad_input_gets_json_4xx_and_worker_stays_up(client, server, body, headers, status, words):
@@ -99,3 +101,16 @@ def test_emoji_and_non_latin_text_are_answered(client):
     response = client.predict("sentiment", json_body=["I love it \U0001F60D", "\u975e\u5e38\u597d", "\U0001F621"])
     assert response.status_code == 200, response.text
     assert len(response.json()) == 3
+
+
+def test_a_10000_character_review_is_answered_whole_with_its_sentences(client):
+    review = documents_of_length(10_000, 1).texts[0]
+    response = client.predict("sentiment", json_body={"text": review, "sentences": True})
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["label"] in ("positive", "negative") and len(result["sentences"]) > 50
+    spans = [(sentence["start"], sentence["end"]) for sentence in result["sentences"]]
+    assert spans == sorted(spans) and spans[-1][1] == len(review.rstrip())  # read to its last sentence
+    by_header = client.predict("sentiment", data=review.encode(), headers={**TEXT, "X-Sentences": "true"})
+    assert by_header.status_code == 200 and same_answers(by_header.json(), result)
+    assert by_header.json()["sentences"] == result["sentences"]

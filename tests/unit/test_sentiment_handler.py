@@ -9,6 +9,7 @@ from handlers.transforms.text import pad_batch
 from tests.handler_context import initialized, statuses
 from tests.heldout import sentiment_test_tweets
 from tests.texts import same_answers
+from training.sentiment import lstm_probabilities
 
 
 @pytest.fixture(scope="module")
@@ -16,16 +17,41 @@ def served(artifacts):
     return initialized(SentimentHandler, artifacts / "sentiment", "sentiment", batch=8)
 
 
-def handle(served, rows: list[dict]) -> tuple[list, list[int]]:
+def handle(served, rows: list[dict], headers: list[dict] | None = None) -> tuple[list, list[int]]:
     """Answers and HTTP statuses of one batch, with fresh per-request state as TorchServe gives it."""
     handler, context = served
-    context.request_processor = [RequestProcessor({}) for _ in rows]
+    context.request_processor = [RequestProcessor(header) for header in headers or [{} for _ in rows]]
     return handler.handle(rows, context), statuses(context, len(rows))
 
 
-def answer(served, body):
-    answers, codes = handle(served, [{"body": body}])
+def answer(served, body, headers: dict | None = None):
+    answers, codes = handle(served, [{"body": body}], [headers or {}])
     return answers[0], codes[0]
+
+
+def positive_probability(handler, ids: list[int]) -> float:
+    with torch.inference_mode():
+        return float(handler.model(*pad_batch([ids])).softmax(1)[0, 1])
+
+
+def review_that_turns(handler) -> tuple[str, int]:
+    """A review of held-out tweets, one per line: the model's most positive ones first, past the first
+    max_tokens tokens, then its most negative ones, twice as many tokens. Returns it and the number of
+    tokens of its positive opening."""
+    texts = sentiment_test_tweets()[0]
+    vocabulary = handler.vocabulary
+    ranked = sorted(texts, key=lambda text: positive_probability(handler, vocabulary.encode(text)))
+    opening, closing = [], []
+    for text in reversed(ranked):
+        if sum(len(vocabulary.ids(t)) for t in opening) > vocabulary.max_tokens + 10:
+            break
+        opening.append(text)
+    opening_tokens = sum(len(vocabulary.ids(t)) for t in opening)
+    for text in ranked:
+        if sum(len(vocabulary.ids(t)) for t in closing) > 2 * opening_tokens:
+            break
+        closing.append(text)
+    return "\n".join(opening + closing), opening_tokens
 
 
 def test_plain_text_json_object_and_utf8_bytes_get_the_same_answer(served):
@@ -80,13 +106,6 @@ def test_limits_come_from_model_config(artifacts):
     assert "limit is 20" in answers[0]["message"] and "limit is 2" in answers[1]["message"]
 
 
-def test_text_longer_than_max_tokens_is_read_up_to_max_tokens(served):
-    handler, _ = served
-    limit = handler.vocabulary.max_tokens
-    head = " ".join(["great"] * limit)
-    assert answer(served, head + " awful" * 50) == answer(served, head)
-
-
 def test_empty_list_and_missing_body_get_400(served):
     assert answer(served, [])[1] == 400
     answers, codes = handle(served, [{}])
@@ -97,3 +116,62 @@ def test_vocabulary_is_loaded_from_the_model_directory(served, artifacts):
     handler, _ = served
     assert handler.vocabulary.tokens == json.loads((artifacts / "sentiment" / "vocabulary.json").read_text())["tokens"]
     assert isinstance(handler.model, torch.jit.ScriptModule)
+
+
+def test_a_long_review_is_judged_on_its_whole_text(served):
+    handler, _ = served
+    review, opening_tokens = review_that_turns(handler)
+    assert opening_tokens > handler.vocabulary.max_tokens  # the first max_tokens tokens are all positive tweets
+    first_tokens_only = positive_probability(handler, handler.vocabulary.encode(review))
+    result, status = answer(served, {"text": review})
+    assert status == 200 and first_tokens_only > 0.5, first_tokens_only  # how the service read it before
+    assert result["label"] == "negative", result
+
+
+def test_served_documents_equal_the_training_pipelines_reading(served):
+    handler, _ = served
+    review, _ = review_that_turns(handler)
+    texts = [review, review[: len(review) // 2], sentiment_test_tweets()[0][3]]
+    offline = lstm_probabilities(handler.model, handler.vocabulary, texts)
+    answers, _ = answer(served, texts)
+    for result, row in zip(answers, offline):
+        assert result["label"] == ("positive" if row[1] > row[0] else "negative")
+        assert result["score"] == pytest.approx(float(row.max()), abs=1e-5)
+
+
+def test_per_sentence_scores_come_with_offsets_when_asked(served):
+    handler, _ = served
+    review = "The seats were awful. The crew was lovely and kind!\nI would fly with them again"
+    for body, headers in (({"text": review, "sentences": True}, {}), (review, {"X-Sentences": "true"}),
+                          ([review], {"x-sentences": "TRUE"})):
+        result, status = answer(served, body, headers)
+        result = result[0] if isinstance(result, list) else result
+        assert status == 200
+        sentences = result["sentences"]
+        assert [review[s["start"]:s["end"]] for s in sentences] == [
+            "The seats were awful.", "The crew was lovely and kind!", "I would fly with them again"]
+        for sentence in sentences:  # each scored as if it were sent alone
+            assert same_answers({k: sentence[k] for k in ("label", "score")},
+                                answer(served, review[sentence["start"]:sentence["end"]])[0])
+        assert same_answers({k: result[k] for k in ("label", "score")}, answer(served, review)[0])
+    assert "sentences" not in answer(served, {"text": review, "sentences": False})[0]
+    assert "sentences" not in answer(served, review, {"X-Sentences": "false"})[0]
+
+
+@pytest.mark.parametrize("body, headers, words", [
+    ({"text": "fine", "sentences": "yes"}, {}, "sentences must be true or false"),
+    ("fine", {"X-Sentences": "1"}, "X-Sentences must be true or false"),
+    ({"text": "fine", "sentence": True}, {}, "got keys ['sentence', 'text']"),
+])
+def test_a_bad_sentences_option_is_refused(served, body, headers, words):
+    result, status = answer(served, body, headers)
+    assert status == 400 and words in result["message"]
+
+
+def test_all_texts_of_a_request_share_a_character_limit(artifacts):
+    handler, context = initialized(SentimentHandler, artifacts / "sentiment", "sentiment", batch=2,
+                                   handler_settings={"max_text_chars": 100, "max_request_chars": 150})
+    context.request_processor = [RequestProcessor({}), RequestProcessor({})]
+    answers = handler.handle([{"body": ["a" * 80, "b" * 80]}, {"body": ["a" * 80, "b" * 70]}], context)
+    assert statuses(context, 2) == [413, 200]
+    assert answers[0]["message"] == "160 characters in one request; the limit is 150"

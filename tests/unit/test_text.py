@@ -5,8 +5,8 @@ import torch
 
 from handlers.transforms.errors import InputError
 from handlers.transforms.text import (
-    NUMBER, PAD, UNK, URL, USER, Vocabulary, build_vocabulary, decode_utf8, pad_batch, probabilities_to_response,
-    tokenize, validate_text,
+    NUMBER, PAD, UNK, URL, USER, Vocabulary, build_vocabulary, combine_chunks, decode_utf8, document_response,
+    pack_sentences, pad_batch, probabilities_to_response, score_documents, sentence_spans, tokenize, validate_text,
 )
 
 
@@ -107,3 +107,69 @@ def test_response_names_the_likelier_label_with_its_probability():
 def test_curated_words_enter_the_vocabulary_even_when_rare():
     vocabulary = build_vocabulary(["good good bad"], min_freq=2, max_size=100, max_tokens=10, curated=["bad", "awful"])
     assert set(vocabulary.tokens) == {PAD, UNK, "good", "bad", "awful"}
+
+
+REVIEW = ('A slow start. The plot, "borrowed" from an old novel, drags!<br /><br />But the ending?  '
+          'Wonderful...\nI laughed, I cried')
+
+
+def test_sentences_end_at_stops_line_breaks_and_html_breaks():
+    spans = sentence_spans(REVIEW)
+    assert [REVIEW[start:end] for start, end in spans] == [
+        "A slow start.", 'The plot, "borrowed" from an old novel, drags!', "But the ending?", "Wonderful...",
+        "I laughed, I cried"]
+
+
+def test_html_breaks_are_not_words():
+    assert "br" not in tokenize(REVIEW)
+
+
+def test_a_text_that_fits_is_one_chunk_with_the_ids_training_reads():
+    vocabulary = small_vocabulary(max_tokens=50)
+    document = vocabulary.encode_document(REVIEW)
+    assert document.chunks == [vocabulary.encode(REVIEW)] and document.sentence_spans is None
+
+
+def test_a_long_text_is_read_whole_in_chunks_of_whole_sentences():
+    vocabulary = small_vocabulary(max_tokens=8)
+    document = vocabulary.encode_document(REVIEW)
+    sentences = [vocabulary.ids(REVIEW[start:end]) for start, end in sentence_spans(REVIEW)]
+    assert [len(ids) for ids in sentences] == [3, 9, 4, 1, 4]
+    # every token is read once; the 9-token sentence is cut, the others are never split
+    assert [ids for chunk in document.chunks for ids in chunk] == [ids for s in sentences for ids in s]
+    assert [len(chunk) for chunk in document.chunks] == [3, 8, 1 + 4 + 1, 4]
+
+
+def test_packing_joins_consecutive_sentences_up_to_the_limit():
+    assert pack_sentences([[1, 2], [3], [4, 5, 6], [7] * 7], 4) == [[1, 2, 3], [4, 5, 6], [7] * 4, [7] * 3]
+
+
+def test_per_sentence_scores_add_each_sentence_as_a_model_input():
+    vocabulary = small_vocabulary(max_tokens=50)
+    document = vocabulary.encode_document(REVIEW, sentences=True)
+    assert document.sentence_spans == sentence_spans(REVIEW)
+    assert document.model_inputs() == [vocabulary.encode(REVIEW)] + [
+        vocabulary.ids(REVIEW[start:end]) for start, end in sentence_spans(REVIEW)]
+
+
+def test_one_chunk_scores_its_own_softmax_and_tokens_weigh_equally():
+    logits = torch.tensor([[0.3, 2.0]])
+    assert torch.allclose(combine_chunks(logits, torch.tensor([7])), logits[0].softmax(0), atol=1e-6)
+    two = torch.tensor([[0.0, 2.0], [1.0, 0.0]])  # log-odds +2 over 10 tokens and -1 over 30: mean -0.25
+    positive = float(combine_chunks(two, torch.tensor([10, 30]))[1])
+    assert positive == pytest.approx(float(torch.sigmoid(torch.tensor(-0.25))), abs=1e-6)
+
+
+def test_scores_go_back_to_their_documents_and_sentences():
+    vocabulary = small_vocabulary(max_tokens=8)
+    documents = [vocabulary.encode_document("love it"), vocabulary.encode_document(REVIEW, sentences=True)]
+    rows = sum(len(document.model_inputs()) for document in documents)
+    logits = torch.arange(2.0 * rows).reshape(rows, 2) % 3
+    first, second = score_documents(documents, logits)
+    assert torch.allclose(first.probabilities, logits[0].softmax(0)) and first.sentences is None
+    chunks = len(documents[1].chunks)
+    assert [span for span, _ in second.sentences] == sentence_spans(REVIEW)
+    assert torch.allclose(second.sentences[0][1], logits[1 + chunks].softmax(0))
+    response = document_response(second)
+    assert set(response) == {"label", "score", "sentences"} and len(response["sentences"]) == 5
+    assert set(response["sentences"][0]) == {"start", "end", "label", "score"}

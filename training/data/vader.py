@@ -7,19 +7,15 @@ the git-ignored data_cache/. Each snippet carries the mean of ~20 raters' scores
 
 from __future__ import annotations
 
-import hashlib
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import numpy as np
 
 from handlers.transforms.text import tokenize
+from training.data.pypi import CACHE, cached_distribution
 from training.data.sentiment import LabelledTexts
 
-REPO = Path(__file__).resolve().parents[2]
-CACHE = REPO / "data_cache"
 SDIST = "vaderSentiment-3.3.2.tar.gz"
 SDIST_SHA256 = "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9"
 RESOURCES = "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz"
@@ -38,16 +34,7 @@ LEXICON_CUT = 1.0
 
 
 def vader_sdist(cache: Path = CACHE) -> Path:
-    """The cached source distribution, downloaded with pip on first use and checked against its SHA-256."""
-    path = cache / SDIST
-    if not path.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-                        "--no-binary", ":all:", "--no-deps", "vaderSentiment==3.3.2", "-d", str(cache)], check=True)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != SDIST_SHA256:
-        raise SystemExit(f"{path} has SHA-256 {digest}, expected {SDIST_SHA256}: delete it and retry")
-    return path
+    return cached_distribution("vaderSentiment==3.3.2", SDIST, SDIST_SHA256, source=True, cache=cache)
 
 
 def read_rated_snippets(domain: str, cache: Path = CACHE) -> tuple[list[str], np.ndarray]:
