@@ -12,11 +12,14 @@ Per-sentence scores come with {"text": ..., "sentences": true} or the header `X-
 import json
 from pathlib import Path
 
+import torch
+
 from handlers.base import ServingHandler
 from handlers.transforms import text
 from handlers.transforms.errors import InputError
 
 SENTENCES_OPTION = "sentences"
+MAX_ROWS_PER_PASS = 256
 
 
 def parse_flag(value, name: str) -> bool:
@@ -85,8 +88,13 @@ class SentimentHandler(ServingHandler):
         return documents, (tokens.to(self.device), lengths)
 
     def forward(self, batch):
-        documents, model_input = batch
-        return text.score_documents(documents, super().forward(model_input))
+        documents, (tokens, lengths) = batch
+        # At most MAX_ROWS_PER_PASS chunks per pass: a batch of long documents (up to batchSize x
+        # max_request_chars) would otherwise hold every chunk's LSTM states in memory at once.
+        model_pass, step = super().forward, MAX_ROWS_PER_PASS
+        logits = torch.cat([model_pass((tokens[start:start + step], lengths[start:start + step]))
+                            for start in range(0, len(lengths), step)])
+        return text.score_documents(documents, logits)
 
     def encode_responses(self, scores, options):
         return [text.document_response(score) for score in scores]

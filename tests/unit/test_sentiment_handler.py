@@ -4,6 +4,7 @@ import pytest
 import torch
 from ts.context import RequestProcessor
 
+from handlers import sentiment as sentiment_handler
 from handlers.sentiment import SentimentHandler
 from handlers.transforms.text import pad_batch
 from tests.handler_context import initialized, statuses
@@ -175,3 +176,16 @@ def test_all_texts_of_a_request_share_a_character_limit(artifacts):
     answers = handler.handle([{"body": ["a" * 80, "b" * 80]}, {"body": ["a" * 80, "b" * 70]}], context)
     assert statuses(context, 2) == [413, 200]
     assert answers[0]["message"] == "160 characters in one request; the limit is 150"
+
+
+def test_a_batch_of_many_chunks_is_computed_in_passes_with_the_same_answers(served, monkeypatch):
+    handler, _ = served
+    review, _ = review_that_turns(handler)
+    bodies = [{"text": review, "sentences": True}, review[: len(review) // 3], sentiment_test_tweets()[0][5]]
+    whole, _ = handle(served, [{"body": body} for body in bodies])
+    monkeypatch.setattr(sentiment_handler, "MAX_ROWS_PER_PASS", 2)  # a review here is ~6 chunks + sentences
+    in_passes, codes = handle(served, [{"body": body} for body in bodies])
+    assert codes == [200] * 3
+    for first, second in zip(whole, in_passes):
+        assert same_answers(first, second)
+        assert [s["start"] for s in first.get("sentences", [])] == [s["start"] for s in second.get("sentences", [])]
