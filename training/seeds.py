@@ -11,6 +11,7 @@ packs, and its metadata.json says which seeds it was chosen from and by what.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import subprocess
@@ -25,10 +26,14 @@ def seed_folder(artifacts: Path, model: str, seed: int) -> Path:
     return artifacts / "seeds" / model / f"seed{seed}"
 
 
-def train_seed(model: str, seed: int, out: Path) -> dict:
+def train_seed(model: str, seed: int, out: Path, arguments: tuple[str, ...] = (), log: Path | None = None) -> dict:
+    """metadata.json of a training run into `out` (with extra `arguments`), trained only if not finished;
+    its output goes to `log` if given."""
     if not (out / "metadata.json").exists():
-        subprocess.run([sys.executable, "-m", CATALOG[model].training_module, "--seed", str(seed), "--out", str(out)],
-                       check=True, cwd=REPO)
+        command = [sys.executable, "-m", CATALOG[model].training_module, *arguments, "--seed", str(seed),
+                   "--out", str(out)]
+        with open(log, "w") if log else contextlib.nullcontext() as output:
+            subprocess.run(command, check=True, cwd=REPO, stdout=output, stderr=subprocess.STDOUT if log else None)
     return json.loads((out / "metadata.json").read_text())
 
 

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from handlers.transforms.text import build_vocabulary
-from training.catalog import REPO
 from training.data.glove import load_glove
 from training.data.imdb import load_full_length_reviews
 from training.data.vader import load_vader_domain
+from training.seeds import train_seed
 from training.sentiment import (DOMAINS, FULL_LENGTH, SELECTION_FILE, STRONG_RATING, TRAIN_ONLY, load_domain,
                                 oov_rates, split_domains)
 
@@ -48,11 +46,7 @@ def folder(candidate: str) -> Path:
 
 def train(candidate: str) -> dict:
     out = folder(candidate)
-    if not (out / "metadata.json").exists():
-        with open(out.with_suffix(".log"), "w") as log:
-            subprocess.run([sys.executable, "-m", "training.sentiment", *CANDIDATES[candidate], "--seed", "0",
-                            "--out", str(out)], check=True, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    return json.loads((out / "metadata.json").read_text())
+    return train_seed("sentiment", 0, out, tuple(CANDIDATES[candidate]), log=out.with_suffix(".log"))
 
 
 def vocabulary_sweep(glove_words=(0, 20_000, 50_000, 100_000, 200_000), seed: int = 0) -> list[dict]:
