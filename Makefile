@@ -7,7 +7,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # The model catalog (training/catalog.py) is the only list of models.
 MODELS := $(shell $(PYTHON_BASE) -m training.catalog)
-ARTIFACTS := $(foreach m,$(MODELS),artifacts/$(m)/$(m).torchscript.pt)
+# Each model's fp32 TorchScript file and its int8 variant (shipped where it passes the accuracy gate).
+ARTIFACTS := $(foreach m,$(MODELS),artifacts/$(m)/$(m).torchscript.pt artifacts/$(m)/$(m).int8.torchscript.pt)
 ARCHIVES := $(foreach m,$(MODELS),model_store/$(m).mar)
 # `make serve` runs the production entrypoint (deploy/entrypoint.py), as the container does, with
 # its private run folder here: rendered config, key file, logs, unpacked models.
@@ -35,12 +36,14 @@ train: venv $(ARTIFACTS) ## train the models that have no artifact yet (artifact
 archive: venv $(ARCHIVES) ## package artifacts into model_store/<model>.mar (+ SHA256SUMS)
 
 # Per model: train only when its TorchScript file is missing (seed 0, or the best on validation of the
-# seeds its catalog entry names); re-archive when the artifact,
-# the handlers or the model-config change.
+# seeds its catalog entry names); quantise it and apply the accuracy gate (training/optimize.py);
+# re-archive when the artifacts, the handlers or the model-config change.
 define model_rules
 artifacts/$(1)/$(1).torchscript.pt:
 	$$(PY) -m training.seeds $(1)
-model_store/$(1).mar: artifacts/$(1)/$(1).torchscript.pt $$(wildcard handlers/*.py handlers/*/*.py) handlers/config/$(1).yaml
+artifacts/$(1)/$(1).int8.torchscript.pt: artifacts/$(1)/$(1).torchscript.pt
+	$$(PY) -m training.optimize $(1)
+model_store/$(1).mar: artifacts/$(1)/$(1).int8.torchscript.pt $$(wildcard handlers/*.py handlers/*/*.py) handlers/config/$(1).yaml
 	$$(PY) -m training.archive $(1)
 endef
 $(foreach m,$(MODELS),$(eval $(call model_rules,$(m))))

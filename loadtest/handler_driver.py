@@ -14,6 +14,7 @@ from ts.context import Context, RequestProcessor
 
 from training.catalog import CATALOG
 from training.heldout import Sample
+from training.optimize import shipped_file
 
 
 def torchserve_row(sample: Sample) -> dict:
@@ -29,15 +30,17 @@ def torchserve_row(sample: Sample) -> dict:
 def handler_context(model_dir: Path, name: str, batch_size: int, handler_settings: dict | None = None) -> Context:
     """A real ts Context as a worker builds it: the model folder, the batch size and the
     model-config's `handler:` section."""
-    manifest = {"model": {"modelName": name, "serializedFile": f"{name}.torchscript.pt", "handler": f"{name}.py"}}
+    manifest = {"model": {"modelName": name, "serializedFile": shipped_file(model_dir, name).name,
+                          "handler": f"{name}.py"}}
     context = Context(name, str(model_dir), manifest, batch_size=batch_size, gpu=None, mms_version="0.12.0",
                       model_yaml_config={"handler": handler_settings or {}})
     context.request_processor = [RequestProcessor({}) for _ in range(batch_size)]
     return context
 
 
-def load_handler(name: str, model_dir: Path, batch_size: int, torch_threads: int = 1):
-    """The model's handler on `model_dir` (the exported artifacts) with its shipped handler settings."""
+def load_handler(name: str, model_dir: Path, batch_size: int, torch_threads: int | None = 1):
+    """The model's handler on `model_dir` (the exported artifacts) with its shipped handler settings;
+    `torch_threads` None leaves torch's default."""
     entry = CATALOG[name]
     context = handler_context(model_dir, name, batch_size, {**entry.handler_settings(), "torch_threads": torch_threads})
     handler = entry.handler_class()()

