@@ -16,7 +16,7 @@ RUN_DIR := run
 SERVE_ENV := SERVE_RUN_DIR=$(CURDIR)/$(RUN_DIR) SERVE_MODEL_STORE=$(CURDIR)/model_store
 ENTRYPOINT_PID := $(RUN_DIR)/entrypoint.pid
 
-.PHONY: help venv run train archive figures sentiment-selection serve predict verify stop test clean loadtest bench wrk docker-build docker-run \
+.PHONY: help venv run train archive figures sentiment-selection serve predict verify stop test clean loadtest bench wrk docker-build docker-run pt2e-check \
         docker-base wheelhouse deploy-config docker-test fast-store nginx gpu-check compose
 
 help: ## list the targets
@@ -203,3 +203,9 @@ deploy-config: venv ## regenerate the example configs in deploy/config/ from cpu
 
 clean: stop ## remove trained artifacts, archives, logs
 	rm -rf artifacts $(RUN_DIR) $(ARCHIVES) model_store/SHA256SUMS
+
+# PT2E (torchao) vs the shipped torch.ao static int8 files (README "Optimised models"): torchao is not a
+# dependency of the service, so it goes into the git-ignored cache, without touching torch.
+pt2e-check: venv train ## measure torchao's PT2E int8 (torch.compile, AOTInductor) against the shipped int8 files
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --target data_cache/torchao torchao==0.18.0
+	for model in $(MODELS); do PYTHONPATH=data_cache/torchao:. $(PY) -m loadtest.pt2e_check $$model || exit 1; done
