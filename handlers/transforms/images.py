@@ -81,7 +81,7 @@ def _convert(image: Image.Image, mode: str, background: int) -> Image.Image:
 def to_grayscale(image: Image.Image, background: int = 0) -> Image.Image:
     """Any mode -> 8-bit 'L'. Transparent pixels become `background`; 16-bit and float images
     are rescaled to their own range instead of being clipped at 255."""
-    return _convert(image, "L", background)
+    return image if image.mode == "L" else _convert(image, "L", background)
 
 
 def to_rgb(image: Image.Image, background: int = 0) -> Image.Image:

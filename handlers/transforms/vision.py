@@ -7,8 +7,11 @@ and serving; `train_transform` adds the augmentation.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from PIL import Image
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional
 
 from handlers.transforms.errors import InputError
 
@@ -24,10 +27,29 @@ def _to_normalised_tensor() -> list:
     return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)]
 
 
-def eval_transform(image_size: int) -> v2.Compose:
-    """Deterministic: PIL RGB -> float32 (3, image_size, image_size)."""
-    return v2.Compose([v2.ToImage(), v2.Resize(round(image_size * RESIZE_RATIO), antialias=True),
-                       v2.CenterCrop(image_size), *_to_normalised_tensor()])
+class EvalTransform:
+    """Deterministic: PIL RGB -> float32 (3, image_size, image_size): resize the shorter side, center
+    crop, normalise. Bit for bit what v2.Compose([ToImage, Resize, CenterCrop, ToDtype, Normalize])
+    computes, at under half its cost on 28x28 images: Compose's dispatch costs more than the
+    arithmetic, so the kernels are called directly and the normalisation is one table lookup."""
+
+    def __init__(self, image_size: int):
+        self.resized_side = [round(image_size * RESIZE_RATIO)]
+        self.crop = [image_size, image_size]
+        # Each channel's model input for every uint8 level, by the normalising transforms themselves.
+        levels = torch.arange(256, dtype=torch.uint8).expand(3, 1, 256)
+        self.normalised_levels = v2.Compose(_to_normalised_tensor())(levels)[:, 0]
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)  # channels-last, as v2.ToImage makes it
+        pixels = functional.resize_image(pixels, self.resized_side, antialias=True)
+        pixels = functional.center_crop_image(pixels, self.crop)
+        return self.normalised_levels.gather(1, pixels.long().flatten(1)).view(3, *self.crop)
+
+
+def eval_transform(image_size: int) -> EvalTransform:
+    """What validation, test and serving see."""
+    return EvalTransform(image_size)
 
 
 def train_transform(image_size: int) -> v2.Compose:

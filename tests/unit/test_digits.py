@@ -3,11 +3,16 @@ import io
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageFilter
 
+from handlers.mnist import MnistHandler
 from handlers.transforms import digits
 from handlers.transforms.errors import InputError
+from tests.handler_context import initialized
 from tests.heldout import mnist_test_digits
+from tests.preprocess_reference import assert_served_like_reference
+from training.catalog import CATALOG
+from training.data import handwritten
 
 
 def center_of_mass(pixels: np.ndarray) -> tuple[float, float]:
@@ -93,6 +98,39 @@ def test_blank_image_is_refused_with_422():
         with pytest.raises(InputError) as error:
             digits.normalize_digit(blank)
         assert error.value.status == 422 and "blank" in error.value.message
+
+
+@pytest.mark.parametrize("heldout_set, bodies", [
+    ("mnist_heldout", lambda: [sample.body for sample in CATALOG["mnist"].heldout_requests()]),
+    ("people", lambda: handwritten.as_drawn_by_people(handwritten.load_sklearn_digits()[0])),
+])
+def test_heldout_and_people_style_digits_keep_their_model_inputs_within_one_grey_level_and_their_labels(
+        heldout_set, bodies, artifacts):
+    handler, _ = initialized(MnistHandler, artifacts / "mnist", "mnist")
+    assert_served_like_reference(handler, bodies(), heldout_set, [digits.MEAN], [digits.STD])
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 40), (31, 7), (32, 32), (97, 128)])
+def test_median_and_rank_filters_equal_pils_bit_for_bit(shape):
+    rng = np.random.default_rng(shape[0])
+    for pixels in (rng.integers(0, 256, shape, dtype=np.uint8), rng.integers(0, 3, shape, dtype=np.uint8) * 100):
+        image = Image.fromarray(pixels)
+        assert np.array_equal(digits.median_3x3(pixels), np.asarray(image.filter(ImageFilter.MedianFilter(3))))
+        for size in (3, 11):
+            assert np.array_equal(digits.rank_filter(pixels, size, np.minimum),
+                                  np.asarray(image.filter(ImageFilter.MinFilter(size))))
+            assert np.array_equal(digits.rank_filter(pixels, size, np.maximum),
+                                  np.asarray(image.filter(ImageFilter.MaxFilter(size))))
+
+
+def test_percentile_equals_numpys_bit_for_bit():
+    rng = np.random.default_rng(0)
+    for count in (1, 2, 784, 1000, 16384):
+        for values in (rng.integers(0, 256, count).astype(np.uint8), rng.integers(-255, 256, count).astype(np.int16)):
+            values[rng.random(count) < 0.9] = 0  # mostly background, as ink maps are
+            for q in (0, 50, 99.5, 100):
+                expected = np.percentile(values.astype(np.float32), q)
+                assert digits.percentile(values, q) == expected and digits.percentile(values, q).dtype == expected.dtype
 
 
 def _jpeg(image: Image.Image) -> bytes:
