@@ -27,7 +27,7 @@ VARIANTS = {
     "1 worker x 2 threads": ({"minWorkers": 1, "maxWorkers": 1, "handler": {"torch_threads": 2}}, {}, True),
     "batch 1": ({"batchSize": 1}, {}, True),
     "batch 16": ({"batchSize": 16}, {}, True),
-    "max delay 1 ms": ({"maxBatchDelay": 1}, {}, True),
+    "max delay 5 ms": ({"maxBatchDelay": 5}, {}, True),
     "max delay 10 ms": ({"maxBatchDelay": 10}, {}, True),
     "1 netty thread each side": ({}, {"number_of_netty_threads": "1", "netty_client_threads": "1"}, True),
     "job queue 1000": ({}, {"job_queue_size": "1000"}, True),
