@@ -29,6 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets
 from torchvision.models import ResNet, ResNet18_Weights, resnet18
+from torchvision.transforms import v2
 
 from handlers.transforms import vision
 from handlers.transforms.images import to_rgb
@@ -73,6 +74,13 @@ def set_backbone_trainable(model: ResNet, trainable: bool) -> None:
 
 
 # --- data ------------------------------------------------------------------------------------
+def train_transform(image_size: int) -> v2.Compose:
+    """Random resized crop, horizontal flip and a small rotation, then the served normalisation."""
+    return v2.Compose([v2.ToImage(), v2.RandomResizedCrop(image_size, scale=(0.6, 1.0), antialias=True),
+                       v2.RandomHorizontalFlip(), v2.RandomRotation(10), v2.ToDtype(torch.float32, scale=True),
+                       v2.Normalize(vision.MEAN, vision.STD)])
+
+
 class ArrayImages(Dataset):
     """uint8 images (N, H, W[, C]) in memory, through the same PIL path as image files."""
 
@@ -162,7 +170,7 @@ def pretrain_on_source(out_dir: Path, plan: TransferPlan, per_class: int, epochs
     chosen = fashion_mnist.take_per_class(labels, fashion_mnist.SOURCE_CLASSES, per_class, rng)
     val = fashion_mnist.take_per_class(labels, fashion_mnist.SOURCE_CLASSES, max(per_class // 10, 20), rng,
                                        exclude=chosen)
-    train_set = ArrayImages(images[chosen], labels[chosen], vision.train_transform(plan.image_size))
+    train_set = ArrayImages(images[chosen], labels[chosen], train_transform(plan.image_size))
     val_set = ArrayImages(images[val], labels[val], vision.eval_transform(plan.image_size))
     model = build_resnet18(len(fashion_mnist.SOURCE_CLASSES), "none")
     history = fit(model, train_set, val_set, train_config(plan, epochs, plan.scratch_lr), out_dir / f"{name}-run")
@@ -263,7 +271,7 @@ def main(argv=None) -> dict:
         data_root, dataset_name = args.data, str(args.data)
     weights = args.weights or "imagenet"
 
-    train_set = image_folder(data_root / "train", vision.train_transform(plan.image_size))
+    train_set = image_folder(data_root / "train", train_transform(plan.image_size))
     val_set = image_folder(data_root / "val", vision.eval_transform(plan.image_size))
     test_set = image_folder(data_root / "test", vision.eval_transform(plan.image_size))
     class_names = train_set.classes

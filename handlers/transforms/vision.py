@@ -1,8 +1,10 @@
 """Images for torchvision classifiers (ResNet): any size and mode -> a normalised RGB tensor.
 
-Training and the handler build their transforms here, so the served preprocessing is the
-trained one: `eval_transform` (resize, center crop, normalise) is used by validation, test
-and serving; `train_transform` adds the augmentation.
+`eval_transform` (resize the shorter side, center crop, normalise) is what validation, test and
+serving see; training's augmentation (training/resnet.py) ends in the same normalisation. This
+module computes exactly what torchvision's v2 Resize / CenterCrop / ToDtype / Normalize compute
+(tests/unit/test_vision.py compares them bit for bit) with torch alone: a serving worker does not
+import torchvision, which cost every ResNet worker 1.4 s of CPU at start-up.
 """
 
 from __future__ import annotations
@@ -10,11 +12,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional
+from torch.nn import functional
 
 from handlers.transforms.errors import InputError
-
 
 # torchvision's ImageNet statistics: every weight source (ImageNet, a local pretraining, none)
 # uses them, so one set of weights can replace another without touching the transforms.
@@ -23,39 +23,42 @@ STD = (0.229, 0.224, 0.225)
 RESIZE_RATIO = 256 / 224  # resize a little larger than the crop, as torchvision's ImageNet recipe
 
 
-def _to_normalised_tensor() -> list:
-    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)]
+def normalise(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 (..., 3, H, W) -> float32 in the model's convention: ToDtype(scale=True), then Normalize."""
+    scaled = pixels.to(torch.float32).mul_(1.0 / 255)
+    return scaled.sub_(torch.tensor(MEAN).view(-1, 1, 1)).div_(torch.tensor(STD).view(-1, 1, 1))
+
+
+def resized_size(height: int, width: int, shorter: int) -> tuple[int, int]:
+    """The shorter side to `shorter`, the longer in proportion, rounded down (torchvision's rule)."""
+    if width <= height:
+        return int(shorter * height / width), shorter
+    return shorter, int(shorter * width / height)
 
 
 class EvalTransform:
-    """Deterministic: PIL RGB -> float32 (3, image_size, image_size): resize the shorter side, center
-    crop, normalise. Bit for bit what v2.Compose([ToImage, Resize, CenterCrop, ToDtype, Normalize])
-    computes, at under half its cost on 28x28 images: Compose's dispatch costs more than the
-    arithmetic, so the kernels are called directly and the normalisation is one table lookup."""
+    """Deterministic: PIL RGB -> float32 (3, image_size, image_size): bilinear antialiased resize of
+    the uint8 pixels, center crop, then normalisation as one lookup per pixel."""
 
     def __init__(self, image_size: int):
-        self.resized_side = [round(image_size * RESIZE_RATIO)]
-        self.crop = [image_size, image_size]
-        # Each channel's model input for every uint8 level, by the normalising transforms themselves.
-        levels = torch.arange(256, dtype=torch.uint8).expand(3, 1, 256)
-        self.normalised_levels = v2.Compose(_to_normalised_tensor())(levels)[:, 0]
+        self.shorter = round(image_size * RESIZE_RATIO)
+        self.image_size = image_size
+        self.normalised_levels = normalise(torch.arange(256, dtype=torch.uint8).expand(3, 1, 256))[:, 0]
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)  # channels-last, as v2.ToImage makes it
-        pixels = functional.resize_image(pixels, self.resized_side, antialias=True)
-        pixels = functional.center_crop_image(pixels, self.crop)
-        return self.normalised_levels.gather(1, pixels.long().flatten(1)).view(3, *self.crop)
+        pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)  # (3, H, W) uint8
+        size = resized_size(*pixels.shape[1:], self.shorter)
+        if size != tuple(pixels.shape[1:]):
+            pixels = functional.interpolate(pixels[None], size=size, mode="bilinear", align_corners=False,
+                                            antialias=True)[0]
+        top, left = (round((side - self.image_size) / 2.0) for side in size)
+        pixels = pixels[:, top:top + self.image_size, left:left + self.image_size]
+        return self.normalised_levels.gather(1, pixels.long().flatten(1)).view(3, self.image_size, self.image_size)
 
 
 def eval_transform(image_size: int) -> EvalTransform:
     """What validation, test and serving see."""
     return EvalTransform(image_size)
-
-
-def train_transform(image_size: int) -> v2.Compose:
-    """Random resized crop, horizontal flip and a small rotation, then the same normalisation."""
-    return v2.Compose([v2.ToImage(), v2.RandomResizedCrop(image_size, scale=(0.6, 1.0), antialias=True),
-                       v2.RandomHorizontalFlip(), v2.RandomRotation(10), *_to_normalised_tensor()])
 
 
 def top_k(probabilities: torch.Tensor, class_names: list[str], k: int) -> list[dict]:

@@ -14,7 +14,7 @@ from handlers.transforms.errors import InputError
 from handlers.transforms.images import to_rgb
 from training.data import fashion_mnist
 from training.export import ParityError, check_parity
-from training.resnet import build_resnet18, set_backbone_trainable
+from training.resnet import build_resnet18, set_backbone_trainable, train_transform
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "LA", "P", "CMYK", "I;16", "1"])
@@ -49,7 +49,7 @@ def test_eval_transform_is_deterministic_and_normalises_with_imagenet_statistics
 
 def test_train_transform_augments():
     image = to_rgb(Image.fromarray(np.random.default_rng(0).integers(0, 255, (28, 28), dtype=np.uint8)))
-    transform = vision.train_transform(32)
+    transform = train_transform(32)
     torch.manual_seed(0)
     outputs = [transform(image) for _ in range(3)]
     assert all(o.shape == (3, 32, 32) for o in outputs)
