@@ -1,17 +1,23 @@
-"""One benchmark run on this machine: in-process ceiling vs this service vs stock TorchServe vs LitServe.
+"""One benchmark run on this machine: in-process ceiling vs this service (int8 and fp32) vs stock
+TorchServe vs LitServe's best configuration, each model served alone.
 
-    python -m loadtest.bench --mode full  --out loadtest/results          # README numbers (~7 min per model)
-    python -m loadtest.bench --mode quick --out loadtest/results/quick    # CI smoke run (~1-2 min)
+    python -m loadtest.bench --mode full  --out loadtest/results          # README numbers (~10 min per model)
+    python -m loadtest.bench --mode quick --out loadtest/results/quick    # CI smoke run (~2 min per model)
 
-Per model: the handler driven in-process at the batch sizes the server forms (the ceiling), then
-each server at several concurrency levels with wrk (same client, same real held-out requests),
-then this service paced at 70 % of its peak to read its tail latency, and this service through the
-pod's front door (the nginx gateway) vs directly. With --previous DIR, this service also serves
-the models of DIR (an earlier version, e.g. before retraining) in the same run: "previous". A
-model whose training module offers long_requests() (sentiment: 10,000-character reviews) also
-gets their latency at concurrency 1 and their throughput at the peak concurrency. Writes
-bench.json (every figure), bench.md (tables) and bench.png (throughput vs concurrency, latency
-percentiles).
+Per model:
+  in-process   the handler driven directly at the batch sizes the server forms (the ceiling), and
+               microseconds per example of each stage (decode, preprocess, model, postprocess)
+  ours         this service with the shipped (int8 where it passed the gate) model; fp32: the same
+               with the fp32 model; previous (--previous DIR): the same serving DIR's models
+  stock        TorchServe's defaults (loadtest/servers.py), our handler and archive
+  litserve     a small sweep that includes LitServe's defaults; the best peak is the baseline
+Each server: a closed-loop curve (wrk at several concurrencies, the same real held-out
+requests) and, for ours, stock and LitServe, the latency-bounded throughput of MLPerf's server
+scenario: the highest rate of open-loop Poisson arrivals (loadtest/openloop.py) whose p99 stays
+under the model's bound (catalog `latency_bound_ms`). Ours also gets an open-loop run at 70 % of
+its peak, the pod's gateway in front of it, and long requests where the model has them. Then a
+cold start of this service with every model in one server, by phase (loadtest/coldstart.py).
+Every ratio in bench.json is computed here; bench.md and the README's table come from bench.json.
 """
 
 from __future__ import annotations
@@ -21,7 +27,6 @@ import contextlib
 import dataclasses
 import datetime
 import json
-import math
 import platform
 import statistics
 import tempfile
@@ -30,30 +35,39 @@ from pathlib import Path
 
 import psutil
 
+from loadtest import coldstart
 from loadtest.inprocess import inprocess_throughput
 from loadtest.launcher import GatewayProcess
 from loadtest.load import BodyFiles, require_wrk, run_wrk
-from loadtest.servers import build_store, litserve, torchserve
+from loadtest.openloop import latency_bounded_throughput, run_open_loop
+from loadtest.servers import LitServeConfig, build_store, litserve, torchserve
+from loadtest.stages import stage_microseconds
 from training.catalog import CATALOG, REPO
+from training.optimize import FP32
 
-SERVERS = ("ours", "previous", "stock", "litserve")  # "previous" only with --previous
-BASELINES = ("inprocess", "stock", "litserve")  # every ratio: this service's peak over each baseline's
+SERVERS = ("ours", "fp32", "previous", "stock", "litserve")  # "previous" only with --previous
+BASELINES = ("inprocess", "fp32", "previous", "stock", "litserve")  # every ratio: ours' peak over each baseline's
+BOUNDED = ("ours", "stock", "litserve")  # servers whose latency-bounded throughput is measured
 PACED_FRACTION = 0.7
 
 
 @dataclass(frozen=True)
 class Mode:
-    seconds: float               # per concurrency level
+    seconds: float               # per concurrency level, and per open-loop run
     levels: tuple[int, ...]      # concurrent connections
     inprocess_seconds: float
     all_process_layouts: bool    # also 1 process x 2 threads and 2 x 1 at the server's batch size
     door_rounds: int             # alternating direct / through-the-gateway runs at the peak concurrency
+    bound_steps: int             # open-loop runs of each latency-bounded search
+    full_litserve_sweep: bool    # every configuration below, else LitServe's defaults and ours
+    cold_start_runs: int
 
 
 MODES = {
-    "quick": Mode(seconds=2, levels=(1, 8), inprocess_seconds=1, all_process_layouts=False, door_rounds=1),
+    "quick": Mode(seconds=2, levels=(1, 8), inprocess_seconds=1, all_process_layouts=False, door_rounds=1,
+                  bound_steps=3, full_litserve_sweep=False, cold_start_runs=1),
     "full": Mode(seconds=10, levels=(1, 4, 8, 16, 32, 64), inprocess_seconds=5, all_process_layouts=True,
-                 door_rounds=3),
+                 door_rounds=3, bound_steps=6, full_litserve_sweep=True, cold_start_runs=3),
 }
 GATEWAY_KEY = "bench-client-key"
 
@@ -66,9 +80,24 @@ def machine() -> dict:
             "platform": platform.platform()}
 
 
-def measure_inprocess(name: str, artifacts: Path, mode: Mode) -> list[dict]:
+def served_batching(name: str) -> tuple[int, int, float]:
+    """(batch size, workers, batch delay ms) of the shipped model-config."""
     config = CATALOG[name].model_config()
-    batch, workers = int(config.get("batchSize", 1)), int(config.get("minWorkers", 1))
+    return int(config.get("batchSize", 1)), int(config.get("minWorkers", 1)), float(config.get("maxBatchDelay", 0))
+
+
+def litserve_sweep(name: str, full: bool) -> list[LitServeConfig]:
+    """LitServe's defaults first, then the layouts and batching this service uses."""
+    batch, workers, delay = served_batching(name)
+    ours = LitServeConfig(workers=workers, batch_size=batch, batch_delay_ms=delay, torch_threads=1)
+    if not full:
+        return [LitServeConfig(), ours]
+    return [LitServeConfig(), LitServeConfig(workers=workers, torch_threads=1), ours,
+            dataclasses.replace(ours, api_servers=1)]
+
+
+def measure_inprocess(name: str, artifacts: Path, mode: Mode) -> list[dict]:
+    batch, workers, _ = served_batching(name)
     layouts = {(1, 1, 1), (batch, workers, 1)}
     if mode.all_process_layouts:
         layouts |= {(batch, 1, 1), (batch, 2, 1), (batch, 1, 2)}
@@ -77,23 +106,30 @@ def measure_inprocess(name: str, artifacts: Path, mode: Mode) -> list[dict]:
             for b, p, t in sorted(layouts)]
 
 
-def measure_server(server, name: str, bodies: BodyFiles, mode: Mode) -> list[dict]:
+def measure_levels(server, name: str, bodies: BodyFiles, mode: Mode, levels=None) -> list[dict]:
     run_wrk(server.url(name), bodies, server.token, max(mode.levels), 1, server.pids)  # warm-up, not recorded
     return [run_wrk(server.url(name), bodies, server.token, level, mode.seconds, server.pids).as_dict()
-            for level in mode.levels]
+            for level in levels or mode.levels]
+
+
+def peak(levels: list[dict]) -> dict:
+    return max(levels, key=lambda level: level["throughput_rps"])
+
+
+def latency_bounded(server, name: str, bodies: BodyFiles, levels: list[dict], mode: Mode) -> dict:
+    return latency_bounded_throughput(server.url(name), bodies.paths, bodies.content_type, server.token,
+                                      CATALOG[name].latency_bound_ms, server.pids,
+                                      start_rps=peak(levels)["throughput_rps"], seconds=mode.seconds,
+                                      steps=mode.bound_steps)
 
 
 def paced_tail(server, name: str, bodies: BodyFiles, levels: list[dict], mode: Mode) -> dict:
-    """Latency at ~70 % of peak: each connection thinks between requests, so the server is not saturated."""
-    peak = max(levels, key=lambda level: level["throughput_rps"])
-    target = PACED_FRACTION * peak["throughput_rps"]
-    connections = max(peak["concurrency"], math.ceil(target * 0.010))  # >= 10 ms per cycle: wrk delays are whole ms
-    service_ms = min(level["p50_ms"] for level in levels)
-    delay_ms = max(connections / target * 1000 - service_ms, 1.0)
-    result = run_wrk(server.url(name), bodies, server.token, connections, mode.seconds, server.pids,
-                     mean_delay_ms=delay_ms).as_dict()
-    return {**result, "target_rps": target, "fraction_of_peak": result["throughput_rps"] / peak["throughput_rps"],
-            "mean_think_ms": delay_ms, "p99_over_p50": result["p99_ms"] / result["p50_ms"]}
+    """Open-loop Poisson arrivals at 70 % of the closed-loop peak: the tail a server shows when it
+    is busy but not saturated."""
+    target = PACED_FRACTION * peak(levels)["throughput_rps"]
+    result = run_open_loop(server.url(name), bodies.paths, bodies.content_type, server.token, target, mode.seconds,
+                           server.pids)
+    return {**result, "fraction_of_peak": PACED_FRACTION}
 
 
 def through_the_door(server, gateway: GatewayProcess, name: str, bodies: BodyFiles, levels: list[dict],
@@ -111,8 +147,73 @@ def through_the_door(server, gateway: GatewayProcess, name: str, bodies: BodyFil
             "gateway_over_direct": median["gateway"] / median["direct"], "rounds": rounds}
 
 
-def peak(levels: list[dict]) -> dict:
-    return max(levels, key=lambda level: level["throughput_rps"])
+def long_documents(server, name: str, bodies: BodyFiles, levels: list[dict], mode: Mode) -> dict:
+    """Long requests alone: latency at concurrency 1, throughput at the short requests' peak concurrency."""
+    alone = run_wrk(server.url(name), bodies, server.token, 1, mode.seconds, server.pids).as_dict()
+    loaded = run_wrk(server.url(name), bodies, server.token, peak(levels)["concurrency"], mode.seconds,
+                     server.pids).as_dict()
+    return {"body_bytes_mean": bodies.mean_bytes, "alone": alone, "at_peak_concurrency": loaded}
+
+
+def measure_torchserve(label: str, name: str, source: Path, workdir: Path, bodies: BodyFiles,
+                       long_bodies: BodyFiles | None, mode: Mode) -> dict:
+    store = build_store(source, workdir / "store", [name], stock=label == "stock",
+                        variant=FP32 if label == "fp32" else None)
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(torchserve(label, workdir, store, [name], stock=label == "stock"))
+        levels = measure_levels(server, name, bodies, mode)
+        figures = {"cold_start_s": server.cold_start_s, "levels": levels}
+        if label in BOUNDED:
+            figures["latency_bounded"] = latency_bounded(server, name, bodies, levels, mode)
+        if label == "ours":
+            figures["paced_at_70pct_of_peak"] = paced_tail(server, name, bodies, levels, mode)
+            gateway = stack.enter_context(GatewayProcess(workdir / "gateway", server.entrypoint,
+                                                         [GATEWAY_KEY]).running())
+            figures["through_gateway"] = through_the_door(server, gateway, name, bodies, levels, mode)
+        # Last: a loaded run of long requests leaves a backlog that the next measurement would wait on.
+        if long_bodies and label in ("ours", "previous"):
+            figures["long_documents"] = long_documents(server, name, long_bodies, levels, mode)
+    return figures
+
+
+def measure_litserve(name: str, artifacts: Path, workdir: Path, bodies: BodyFiles, mode: Mode) -> dict:
+    """Each sweep configuration at the two highest concurrencies; the best then gets the whole curve
+    and its latency-bounded throughput."""
+    sweep = []
+    for index, config in enumerate(litserve_sweep(name, mode.full_litserve_sweep)):
+        with litserve(workdir / f"sweep{index}", artifacts, name, config) as server:
+            levels = measure_levels(server, name, bodies, mode, levels=sorted(mode.levels)[-2:])
+            sweep.append({"config": dataclasses.asdict(config), "label": config.label,
+                          "peak_rps": peak(levels)["throughput_rps"], "levels": levels})
+    best = max(sweep, key=lambda point: point["peak_rps"])
+    with litserve(workdir / "best", artifacts, name, LitServeConfig(**best["config"])) as server:
+        levels = measure_levels(server, name, bodies, mode)
+        return {"cold_start_s": server.cold_start_s, "config": best["label"], "sweep": sweep, "levels": levels,
+                "latency_bounded": latency_bounded(server, name, bodies, levels, mode)}
+
+
+def measure_model(name: str, artifacts: Path, mode: Mode, workdir: Path, previous: Path | None) -> dict:
+    entry = CATALOG[name]
+    batch, _, _ = served_batching(name)
+    bodies = BodyFiles(entry.heldout_requests(64))
+    long_requests = entry.long_requests(16)
+    long_bodies = BodyFiles(long_requests) if long_requests else None
+    figures = {"unit": entry.unit, "latency_bound_ms": entry.latency_bound_ms,
+               "inprocess": measure_inprocess(name, artifacts, mode),
+               "stages_us": stage_microseconds(name, artifacts / name, batch), "servers": {}}
+    sources = {"ours": artifacts, "fp32": artifacts, "stock": artifacts}
+    if previous and (previous / name / "metadata.json").exists():
+        sources["previous"] = previous
+    try:
+        for label, source in sources.items():
+            figures["servers"][label] = measure_torchserve(label, name, source, workdir / label, bodies,
+                                                           long_bodies, mode)
+        figures["servers"]["litserve"] = measure_litserve(name, artifacts, workdir / "litserve", bodies, mode)
+    finally:
+        for files in (bodies, long_bodies):
+            if files:
+                files.close()
+    return figures
 
 
 def peak_throughput(figures: dict, baseline: str) -> float:
@@ -122,74 +223,44 @@ def peak_throughput(figures: dict, baseline: str) -> float:
 
 
 def ratios(models: dict) -> dict:
-    """Every model over every baseline, from the same run: {"mnist_ours_over_stock": 1.5, ...}."""
-    over_baselines = {f"{name}_ours_over_{baseline}":
-                      peak_throughput(figures, "ours") / peak_throughput(figures, baseline)
-                      for name, figures in models.items() for baseline in BASELINES}
-    door = {f"{name}_gateway_over_direct": figures["servers"]["ours"]["through_gateway"]["gateway_over_direct"]
-            for name, figures in models.items()}
-    previous = {f"{name}_ours_over_previous": peak_throughput(figures, "ours") / peak_throughput(figures, "previous")
-                for name, figures in models.items() if "previous" in figures["servers"]}
-    return {**over_baselines, **door, **previous}
-
-
-def long_documents(server, name: str, bodies: BodyFiles, levels: list[dict], mode: Mode) -> dict:
-    """Long requests alone: latency at concurrency 1, throughput at the short requests' peak concurrency."""
-    alone = run_wrk(server.url(name), bodies, server.token, 1, mode.seconds, server.pids).as_dict()
-    loaded = run_wrk(server.url(name), bodies, server.token, peak(levels)["concurrency"], mode.seconds,
-                     server.pids).as_dict()
-    return {"body_bytes_mean": bodies.mean_bytes, "alone": alone, "at_peak_concurrency": loaded}
+    """Every model over every baseline it was measured against, from the same run:
+    {"mnist_ours_over_stock": 1.5, "mnist_bounded_ours_over_litserve": 2.0, ...}."""
+    result = {}
+    for name, figures in models.items():
+        servers = figures["servers"]
+        ours = peak_throughput(figures, "ours")
+        for baseline in BASELINES:
+            if baseline == "inprocess" or baseline in servers:
+                result[f"{name}_ours_over_{baseline}"] = ours / peak_throughput(figures, baseline)
+        bounded = servers["ours"]["latency_bounded"]["rate_rps"]
+        for baseline in BOUNDED[1:]:
+            theirs = servers[baseline]["latency_bounded"]["rate_rps"]  # 0: no rate kept the bound
+            result[f"{name}_bounded_ours_over_{baseline}"] = bounded / theirs if theirs else None
+        result[f"{name}_gateway_over_direct"] = servers["ours"]["through_gateway"]["gateway_over_direct"]
+    return result
 
 
 def run(models: list[str], artifacts: Path, mode_name: str, workdir: Path, seconds: float | None = None,
-        levels: tuple[int, ...] | None = None, previous: Path | None = None) -> dict:
+        levels: tuple[int, ...] | None = None, previous: Path | None = None, cold_start: bool = True) -> dict:
     mode = MODES[mode_name]
     mode = dataclasses.replace(mode, seconds=seconds or mode.seconds, levels=tuple(levels or mode.levels))
     require_wrk()
-    bodies = {name: BodyFiles(CATALOG[name].heldout_requests(64)) for name in models}
-    long_bodies = {name: BodyFiles(requests) for name in models
-                   for requests in [CATALOG[name].long_requests(16)] if requests}
-    results = {name: {"unit": CATALOG[name].unit, "inprocess": measure_inprocess(name, artifacts, mode),
-                      "servers": {}} for name in models}
-    compared = [name for name in models if previous and (previous / name / f"{name}.torchscript.pt").exists()]
-    for label in ("ours", "previous", "stock"):
-        served = compared if label == "previous" else models
-        if not served:
-            continue
-        store = build_store(previous if label == "previous" else artifacts, workdir / label / "store", served,
-                            stock=label == "stock")
-        with contextlib.ExitStack() as stack:
-            server = stack.enter_context(torchserve(label, workdir / label, store, served, stock=label == "stock"))
-            if label == "ours":
-                gateway = stack.enter_context(GatewayProcess(workdir / "gateway", server.entrypoint,
-                                                             [GATEWAY_KEY]).running())
-            for name in served:
-                levels = measure_server(server, name, bodies[name], mode)
-                figures = {"cold_start_s": server.cold_start_s, "levels": levels}
-                if label == "ours":
-                    figures["paced_at_70pct_of_peak"] = paced_tail(server, name, bodies[name], levels, mode)
-                    figures["through_gateway"] = through_the_door(server, gateway, name, bodies[name], levels, mode)
-                # Last: a loaded run of long requests leaves a backlog that the next measurement would wait on.
-                if name in long_bodies and label != "stock":
-                    figures["long_documents"] = long_documents(server, name, long_bodies[name], levels, mode)
-                results[name]["servers"][label] = figures
-    for name in models:
-        workers = int(CATALOG[name].model_config().get("minWorkers", 1))
-        with litserve(workdir / "litserve" / name, artifacts, name, workers) as server:
-            results[name]["servers"]["litserve"] = {"cold_start_s": server.cold_start_s,
-                                                    "levels": measure_server(server, name, bodies[name], mode)}
-    for files in [*bodies.values(), *long_bodies.values()]:
-        files.close()
-    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "mode": mode_name, "machine": machine(), "load_generator": "wrk -t1 (loadtest/post.lua)",
-            "seconds_per_level": mode.seconds, "ratios": ratios(results),
-            "not_measured": sorted(set(CATALOG) - set(models)), "models": results}
+    results = {name: measure_model(name, artifacts, mode, workdir / name, previous) for name in models}
+    report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "mode": mode_name, "machine": machine(),
+              "load_generator": "wrk -t1 (loadtest/post.lua), closed loop; loadtest/openloop.py, open loop",
+              "seconds_per_level": mode.seconds, "ratios": ratios(results),
+              "not_measured": sorted(set(CATALOG) - set(models)), "models": results}
+    if cold_start:
+        store = build_store(artifacts, workdir / "cold-start" / "store", models, stock=False)
+        report["cold_start"] = coldstart.measure_runs(store, models, workdir / "cold-start", mode.cold_start_runs)
+    return report
 
 
 def markdown(report: dict) -> str:
     lines = [f"Benchmark ({report['mode']} mode), {report['date']}, {report['machine']['cores']} cores "
-             f"{report['machine']['cpu_model']}; load generator {report['load_generator']}, "
-             f"{report['seconds_per_level']} s per point.", ""]
+             f"{report['machine']['cpu_model']}; load generators: {report['load_generator']}; "
+             f"{report['seconds_per_level']} s per point. Each model served alone.", ""]
     lines += ["| model | server | peak req/s | at concurrency | p50 ms | p95 ms | p99 ms | server CPU | wrk CPU |"
               " vs in-process |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, figures in report["models"].items():
@@ -202,41 +273,60 @@ def markdown(report: dict) -> str:
                          f"{top['p50_ms']:.1f} | {top['p95_ms']:.1f} | {top['p99_ms']:.1f} | "
                          f"{top['server_cpu_share']:.0%} | {top['loadgen_cpu_share']:.1%} | "
                          f"{top['throughput_rps'] / ceiling['throughput_rps']:.2f} |")
-    lines += ["", "| model | server | concurrency | req/s | p50 ms | p95 ms | p99 ms | errors |",
-              "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines += ["", "| model | server | concurrency | req/s | p50 ms | p95 ms | p99 ms | p99 / p50 | errors |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, figures in report["models"].items():
         for label in (label for label in SERVERS if label in figures["servers"]):
             for level in figures["servers"][label]["levels"]:
                 lines.append(f"| {name} | {label} | {level['concurrency']} | {level['throughput_rps']:.0f} | "
                              f"{level['p50_ms']:.1f} | {level['p95_ms']:.1f} | {level['p99_ms']:.1f} | "
-                             f"{level['errors']} |")
+                             f"{level['p99_ms'] / level['p50_ms']:.1f} | {level['errors']} |")
+    lines += ["", "| model | latency bound (p99) | ours req/s | stock req/s | LitServe (best) req/s | "
+              "open-loop generator CPU at ours' rate |", "|---|---:|---:|---:|---:|---:|"]
+    for name, figures in report["models"].items():
+        bounded = {label: figures["servers"][label]["latency_bounded"] for label in BOUNDED}
+        generator = bounded["ours"]["generator_cpu_share_at_result"]
+        lines.append(f"| {name} | {figures['latency_bound_ms']:g} ms | {bounded['ours']['rate_rps']:.0f} | "
+                     f"{bounded['stock']['rate_rps']:.0f} | {bounded['litserve']['rate_rps']:.0f} | "
+                     f"{'no rate passed' if generator is None else f'{generator:.1%}'} |")
+    lines += ["", "| model | stage | µs per example |", "|---|---|---:|"]
+    for name, figures in report["models"].items():
+        lines += [f"| {name} | {stage} | {micros:.0f} |" for stage, micros in figures["stages_us"].items()]
     lines += ["", "| model | in-process batch | processes x threads | req/s |", "|---|---:|---|---:|"]
     for name, figures in report["models"].items():
         lines += [f"| {name} | {row['batch_size']} | {row['processes']} x {row['threads']} | "
                   f"{row['throughput_rps']:.0f} |" for row in figures["inprocess"]]
-    lines += ["", "| model | paced at 70 % of peak: req/s | p50 ms | p99 ms | p99/p50 | cold start s |",
+    lines += ["", "| model | LitServe configuration | peak req/s |", "|---|---|---:|"]
+    for name, figures in report["models"].items():
+        lines += [f"| {name} | {point['label']} | {point['peak_rps']:.0f} |"
+                  for point in figures["servers"]["litserve"]["sweep"]]
+    lines += ["", "| model | open loop at 70 % of peak: offered req/s | answered req/s | p50 ms | p99 ms | p99/p50 |",
               "|---|---:|---:|---:|---:|---:|"]
     for name, figures in report["models"].items():
         paced = figures["servers"]["ours"]["paced_at_70pct_of_peak"]
-        lines.append(f"| {name} | {paced['throughput_rps']:.0f} | {paced['p50_ms']:.1f} | {paced['p99_ms']:.1f} | "
-                     f"{paced['p99_over_p50']:.1f} | {figures['servers']['ours']['cold_start_s']:.1f} |")
+        lines.append(f"| {name} | {paced['offered_rps']:.0f} | {paced['throughput_rps']:.0f} | {paced['p50_ms']:.1f} | "
+                     f"{paced['p99_ms']:.1f} | {paced['p99_ms'] / paced['p50_ms']:.1f} |")
     lines += ["", "| model | front door at concurrency | direct req/s | through the gateway req/s | gateway / direct |",
               "|---|---:|---:|---:|---:|"]
     for name, figures in report["models"].items():
         door = figures["servers"]["ours"]["through_gateway"]
         lines.append(f"| {name} | {door['concurrency']} | {door['direct_rps']:.0f} | {door['gateway_rps']:.0f} | "
                      f"{door['gateway_over_direct']:.2f} |")
-    lines += ["", "| model | server | long requests (mean body bytes) | alone: p50 ms | p95 ms | "
-              "at peak concurrency: req/s | p50 ms |", "|---|---|---:|---:|---:|---:|---:|"]
-    for name, figures in report["models"].items():
-        for label, server in figures["servers"].items():
-            if "long_documents" in server:
-                long = server["long_documents"]
-                lines.append(f"| {name} | {label} | {long['body_bytes_mean']:,.0f} | {long['alone']['p50_ms']:.1f} | "
-                             f"{long['alone']['p95_ms']:.1f} | {long['at_peak_concurrency']['throughput_rps']:.1f} | "
-                             f"{long['at_peak_concurrency']['p50_ms']:.1f} |")
+    long_rows = [(name, label, server["long_documents"]) for name, figures in report["models"].items()
+                 for label, server in figures["servers"].items() if "long_documents" in server]
+    if long_rows:
+        lines += ["", "| model | server | long requests (mean body bytes) | alone: p50 ms | p95 ms | "
+                  "at peak concurrency: req/s | p50 ms |", "|---|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {name} | {label} | {long['body_bytes_mean']:,.0f} | {long['alone']['p50_ms']:.1f} | "
+                  f"{long['alone']['p95_ms']:.1f} | {long['at_peak_concurrency']['throughput_rps']:.1f} | "
+                  f"{long['at_peak_concurrency']['p50_ms']:.1f} |" for name, label, long in long_rows]
+    if "cold_start" in report:
+        median = report["cold_start"]["median"]
+        lines += ["", f"| cold start, {', '.join(report['cold_start']['models'])} in one server "
+                  f"(median of {len(report['cold_start']['runs'])}) | seconds |", "|---|---:|"]
+        lines += [f"| {phase} | {median[phase]:.2f} |" for phase in (*coldstart.PHASES, "total_s")]
     lines += ["", "| ratio | value |", "|---|---:|"]
-    lines += [f"| {key} | {value:.2f} |" for key, value in report["ratios"].items()]
+    lines += [f"| {key} | {'n/a' if value is None else f'{value:.2f}'} |" for key, value in report["ratios"].items()]
     return "\n".join(lines) + "\n"
 
 

@@ -23,12 +23,14 @@ from training.catalog import CATALOG
 
 
 class HandlerAPI(ls.LitAPI):
-    def __init__(self, model: str, model_dir: Path, batch_size: int, batch_timeout_s: float, token: str):
+    def __init__(self, model: str, model_dir: Path, batch_size: int, batch_timeout_s: float, token: str,
+                 torch_threads: int | None):
         super().__init__(max_batch_size=batch_size, batch_timeout=batch_timeout_s, api_path=f"/predictions/{model}")
-        self.model_name, self.model_dir, self.token = model, model_dir, token
+        self.model_name, self.model_dir, self.token, self.torch_threads = model, model_dir, token, torch_threads
 
     def setup(self, device):
-        self.handler, self.context = load_handler(self.model_name, self.model_dir, self.max_batch_size)
+        self.handler, self.context = load_handler(self.model_name, self.model_dir, self.max_batch_size,
+                                                  torch_threads=self.torch_threads)
 
     def authorize(self, authorization: Annotated[str, Header()] = ""):
         if authorization != f"Bearer {self.token}":
@@ -49,6 +51,8 @@ class HandlerAPI(ls.LitAPI):
         return list(inputs)
 
     def predict(self, examples):
+        if self.max_batch_size == 1:  # without batching LitServe hands over one example, not a list
+            return self.handler.predict([examples])[0]
         return self.handler.predict(examples)
 
     def unbatch(self, outputs):
@@ -66,11 +70,15 @@ def main(argv=None) -> None:
     parser.add_argument("--workers", type=int, default=1, help="inference processes")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--batch-delay-ms", type=float, default=5)
+    parser.add_argument("--api-servers", type=int, default=None, help="default: LitServe's (one per worker)")
+    parser.add_argument("--torch-threads", type=int, default=None, help="per worker; default: torch's")
     args = parser.parse_args(argv)
     token = os.environ["LITSERVE_TOKEN"]
-    api = HandlerAPI(args.model, args.model_dir, args.batch_size, args.batch_delay_ms / 1000, token)
+    api = HandlerAPI(args.model, args.model_dir, args.batch_size, args.batch_delay_ms / 1000, token,
+                     args.torch_threads)
     server = ls.LitServer(api, accelerator="cpu", workers_per_device=args.workers, timeout=30)
-    server.run(host="127.0.0.1", port=args.port, num_api_servers=1, log_level="warning", generate_client_file=False)
+    server.run(host="127.0.0.1", port=args.port, num_api_servers=args.api_servers, log_level="warning",
+               generate_client_file=False)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """PT2E (torchao) against the shipped torch.ao int8 TorchScript file, for one model: the
 measurement behind README "Optimised models" (why the deprecated path ships).
 
-    make pt2e-check        # torchao into data_cache/torchao (--no-deps), then this for mnist and resnet
-    PYTHONPATH=data_cache/torchao:. .venv/bin/python -m loadtest.pt2e_check mnist
+    make pt2e-check        # torchao into data_cache/torchao (--no-deps), then this for every model
+    PYTHONPATH=data_cache/torchao:. .venv/bin/python -m loadtest.pt2e_check <model>   # static int8 models only
 
 Same fp32 model, calibration and held-out data as training/optimize.py (the model's
 quantization_plan). PT2E: strict export (non-strict export of torchvision's BasicBlock, which

@@ -1,9 +1,13 @@
 """Start the servers the benchmark compares, each in a private directory on free loopback ports.
 
   ours:     the production entrypoint with the shipped config.properties, model-config and log4j2.xml
-  stock:    the same entrypoint and handler with the same security settings, but TorchServe's own
-            performance defaults: default workers (one per core), batch size 1, built-in logging
-  litserve: loadtest.litserve_app, same handler and batching as the model-config
+  fp32:     the same, serving the fp32 variant of each model (the accuracy gate's baseline)
+  stock:    TorchServe as it comes: `torchserve --foreground` with its default config.properties
+            (only ports and the model store set), its built-in logging, default workers (one per
+            core), batch size 1, and torch's default threads; our handler and archive, with the
+            handler's input limits and no thread setting
+  litserve: loadtest.litserve_app, same handler code and TorchScript file, in the configuration
+            the caller names (workers, API servers, batching)
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -26,10 +31,6 @@ from loadtest.launcher import EntrypointServer, free_port
 from training.archive import archive
 from training.catalog import CATALOG, REPO
 
-# config.properties keys that are our tuning, dropped for the stock server (TorchServe defaults apply).
-TUNING_KEYS = ("default_workers_per_model", "job_queue_size", "number_of_netty_threads", "netty_client_threads")
-# model-config keys that TorchServe itself reads; stock keeps only the handler's own limits.
-STOCK_MODEL_CONFIG_KEYS = ("handler", "responseTimeout")
 
 
 @dataclass
@@ -46,9 +47,10 @@ class RunningServer:
 
 
 def build_store(artifacts: Path, store: Path, models: list[str], stock: bool,
-                model_config_overrides: dict | None = None) -> Path:
-    """Archive `models` from `artifacts` with the shipped model-config (or its stock subset),
-    `model_config_overrides` applied on top (a nested `handler` dict merges into the handler section)."""
+                model_config_overrides: dict | None = None, variant: str | None = None) -> Path:
+    """Archive `models` from `artifacts` (their shipped variant, or `variant`) with the shipped
+    model-config, or for stock only the handler's input limits; `model_config_overrides` applied on
+    top (a nested `handler` dict merges into the handler section)."""
     configs = store / "model-config"
     configs.mkdir(parents=True, exist_ok=True)
     for name in models:
@@ -56,53 +58,100 @@ def build_store(artifacts: Path, store: Path, models: list[str], stock: bool,
         for key, value in (model_config_overrides or {}).items():
             config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
         if stock:
-            config = {key: value for key, value in config.items() if key in STOCK_MODEL_CONFIG_KEYS}
+            config = {"handler": {key: value for key, value in config["handler"].items() if key != "torch_threads"}}
         (configs / f"{name}.yaml").write_text(yaml.safe_dump(config))
-        archive(name, artifacts, store, model_config=configs / f"{name}.yaml")
+        archive(name, artifacts, store, model_config=configs / f"{name}.yaml", variant=variant)
     return store
 
 
-def base_config_with(workdir: Path, properties: dict[str, str], stock: bool) -> Path:
-    """config.properties with `properties` replacing its lines; for stock, without our tuning
-    lines (every security line stays)."""
-    lines = (REPO / "config.properties").read_text().splitlines()
-    if stock:
-        lines = [line for line in lines if line.split("=", 1)[0].strip() not in TUNING_KEYS]
+def base_config_with(workdir: Path, properties: dict[str, str]) -> Path:
+    """The shipped config.properties with `properties` replacing its lines."""
     path = workdir / "base.config.properties"
-    path.write_text(render_properties_text("\n".join(lines) + "\n", properties))
+    path.write_text(render_properties_text((REPO / "config.properties").read_text(), properties))
     return path
+
+
+class StockTorchServe(EntrypointServer):
+    """`torchserve --foreground` with TorchServe's defaults: a config.properties that sets only the
+    loopback ports and the model store, and no log config, worker, batch or thread setting."""
+
+    def start(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        properties = {"inference_address": self.inference_url, "management_address": self.management_url,
+                      "metrics_address": self.metrics_url, "grpc_inference_port": str(self.ports["grpc_inference"]),
+                      "grpc_management_port": str(self.ports["grpc_management"]),
+                      "model_store": str(self.model_store), "load_models": "all"}
+        config = self.run_dir / "config.properties"
+        config.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
+        environment = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
+        with open(self.workdir / "entrypoint.log", "ab") as log:  # cwd: where TorchServe writes its key file
+            self.process = subprocess.Popen(
+                [str(Path(sys.executable).with_name("torchserve")), "--start", "--foreground", "--ts-config",
+                 str(config), "--model-store", str(self.model_store)],
+                cwd=self.run_dir, env={**environment, "PYTHONPATH": str(REPO), "LOG_LOCATION": str(self.run_dir / "logs")},
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop(self, timeout: float = 90) -> int | None:
+        if self.process is not None and self.is_alive():
+            os.killpg(self.process.pid, signal.SIGTERM)  # the launcher and its Java frontend and workers
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        return None if self.process is None else self.process.returncode
 
 
 @contextlib.contextmanager
 def torchserve(label: str, workdir: Path, store: Path, models: list[str], stock: bool = False,
                properties: dict[str, str] | None = None, settings: dict[str, str] | None = None):
-    """TorchServe through the entrypoint; `properties` replace lines of the base config.properties,
-    `settings` are extra SERVE_* variables."""
+    """TorchServe through the entrypoint (`properties` replace lines of the base config.properties,
+    `settings` are extra SERVE_* variables), or stock TorchServe."""
     workdir.mkdir(parents=True, exist_ok=True)
-    base_config = base_config_with(workdir, properties or {}, stock)
-    # TorchServe's own defaults for stock: its built-in logging, one worker per core.
-    stock_settings = {"SERVE_LOG_CONFIG": "builtin", "SERVE_WORKERS_PER_MODEL": str(os.cpu_count())}
-    settings = {"SERVE_BASE_CONFIG": str(base_config), **(stock_settings if stock else {}), **(settings or {})}
+    if stock:
+        launcher = StockTorchServe(workdir / "server", store, models)
+    else:
+        settings = {"SERVE_BASE_CONFIG": str(base_config_with(workdir, properties or {})), **(settings or {})}
+        launcher = EntrypointServer(workdir / "server", store, models, settings)
     started = time.monotonic()
-    with EntrypointServer(workdir / "server", store, models, settings).running(timeout=300) as server:
+    with launcher.running(timeout=300) as server:
         cold_start = time.monotonic() - started
         token = read_keys(server.key_file)["inference"]
         yield RunningServer(label, server.inference_url, token, [server.process.pid], cold_start, server)
 
 
+@dataclass(frozen=True)
+class LitServeConfig:
+    """One point of the LitServe sweep; None leaves LitServe's own default."""
+    workers: int = 1                  # inference processes (workers_per_device on the one CPU device)
+    api_servers: int | None = None    # HTTP processes; LitServe's default is one per inference worker
+    batch_size: int = 1               # max_batch_size; LitServe's default is no batching
+    batch_delay_ms: float = 0.0       # batch_timeout
+    torch_threads: int | None = None  # per worker; None: torch's default (one per core)
+
+    @property
+    def label(self) -> str:
+        api = "default" if self.api_servers is None else self.api_servers
+        threads = "default" if self.torch_threads is None else self.torch_threads
+        return (f"{self.workers} worker(s) x {threads} thread(s), {api} API server(s), "
+                f"batch {self.batch_size} / {self.batch_delay_ms:g} ms")
+
+
 @contextlib.contextmanager
-def litserve(workdir: Path, artifacts: Path, model: str, workers: int):
-    """LitServe with the model-config's batch size and delay and `workers` inference processes."""
+def litserve(workdir: Path, artifacts: Path, model: str, config: LitServeConfig):
     workdir.mkdir(parents=True, exist_ok=True)
-    config = CATALOG[model].model_config()
     port, token = free_port(), secrets.token_urlsafe(24)
     command = [sys.executable, "-m", "loadtest.litserve_app", "--model", model, "--model-dir", str(artifacts / model),
-               "--port", str(port), "--workers", str(workers), "--batch-size", str(config.get("batchSize", 1)),
-               "--batch-delay-ms", str(config.get("maxBatchDelay", 0))]
+               "--port", str(port), "--workers", str(config.workers), "--batch-size", str(config.batch_size),
+               "--batch-delay-ms", str(config.batch_delay_ms)]
+    for option, value in (("--api-servers", config.api_servers), ("--torch-threads", config.torch_threads)):
+        if value is not None:
+            command += [option, str(value)]
     log = open(workdir / "litserve.log", "wb")
     started = time.monotonic()
     process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                               env={**os.environ, "LITSERVE_TOKEN": token, "OMP_NUM_THREADS": "1"})
+                               env={**{key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"},
+                                    "LITSERVE_TOKEN": token})
     try:
         base_url = f"http://127.0.0.1:{port}"
         while not _litserve_ready(base_url, token):

@@ -27,11 +27,17 @@ VARIANTS = {
     "1 worker x 2 threads": ({"minWorkers": 1, "maxWorkers": 1, "handler": {"torch_threads": 2}}, {}, True),
     "batch 1": ({"batchSize": 1}, {}, True),
     "batch 16": ({"batchSize": 16}, {}, True),
+    "max delay 2 ms": ({"maxBatchDelay": 2}, {}, True),
     "max delay 5 ms": ({"maxBatchDelay": 5}, {}, True),
     "max delay 10 ms": ({"maxBatchDelay": 10}, {}, True),
     "1 netty thread each side": ({}, {"number_of_netty_threads": "1", "netty_client_threads": "1"}, True),
     "job queue 1000": ({}, {"job_queue_size": "1000"}, True),
 }
+
+
+def log_lines(folder: Path) -> int:
+    """Lines in every log TorchServe writes (access, model, ts and metrics logs)."""
+    return sum(len(path.read_bytes().splitlines()) for path in folder.glob("*.log"))
 
 
 def main(argv=None) -> None:
@@ -47,8 +53,8 @@ def main(argv=None) -> None:
     header = " | ".join(f"c={level} req/s | p50 | p99" for level in args.levels)
     rows = [f"Tuning {args.model}, {datetime.date.today()}, {machine()['cores']} cores {machine()['cpu_model']}, "
             f"wrk {args.seconds:g} s per point, latencies in ms.", "",
-            f"| variant | cold start s | {header} | server CPU | wrk CPU |",
-            "|---|---:|" + "---:|" * (3 * len(args.levels)) + "---:|---:|"]
+            f"| variant | cold start s | {header} | server CPU | wrk CPU | log lines per request |",
+            "|---|---:|" + "---:|" * (3 * len(args.levels)) + "---:|---:|---:|"]
     with tempfile.TemporaryDirectory(prefix="tuning-") as workdir:
         for index, name in enumerate(args.variants):
             model_config, properties, quiet_logs = VARIANTS[name]
@@ -59,11 +65,13 @@ def main(argv=None) -> None:
                             settings={} if quiet_logs else {"SERVE_LOG_CONFIG": "builtin"}) as server:
                 url = server.url(args.model)
                 run_wrk(url, bodies, server.token, max(args.levels), 1, server.pids)  # warm-up
+                lines_before = log_lines(server.entrypoint.run_dir / "logs")
                 results = [run_wrk(url, bodies, server.token, level, args.seconds, server.pids)
                            for level in args.levels]
+                lines = log_lines(server.entrypoint.run_dir / "logs") - lines_before
             cells = " | ".join(f"{r.throughput_rps:.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f}" for r in results)
             rows.append(f"| {name} | {server.cold_start_s:.1f} | {cells} | {results[-1].server_cpu_share:.0%} | "
-                        f"{results[-1].loadgen_cpu_share:.1%} |")
+                        f"{results[-1].loadgen_cpu_share:.1%} | {lines / sum(r.requests for r in results):.3f} |")
             print(rows[-1], flush=True)
     bodies.close()
     args.out.write_text("\n".join(rows) + "\n")

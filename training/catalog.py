@@ -11,6 +11,8 @@ Each training module provides, besides its `main(argv)` entry point:
   offline_heldout(artifact_dir) -> OfflineHeldout the eager model (state_dict) on the same samples,
                                                   prepared by the training pipeline's dataset code
   reported_figures(metadata) -> {name: accuracy}  the README's figures from one run (`make figures`)
+  quantization_plan(artifact_dir) -> QuantizationPlan  its fp32 model, scheme, data and accuracy
+                                                  measure for the optimised variants (training/optimize.py)
 and may provide figures_table(records) -> markdown, the README table of (seed, metadata) runs,
 and long_requests(count) -> list[Sample], its longest normal requests (`make bench` times them).
 

@@ -6,7 +6,8 @@ For each model of the catalog: the shipped run (artifacts/<model>/: seed 0, or t
 training.seeds chose on validation) and every other seed under artifacts/seeds/<model>/seed<N>/, as mean, standard deviation and range over the seeds,
 because CPU training is not bit-for-bit repeatable and one seed is one draw. Each table replaces
 the text between `<!-- figures:<model> -->` and `<!-- /figures:<model> -->` in the README; the
-last `make verify` (loadtest/results/verify.json) fills `<!-- figures:verify -->`, the last
+optimised variants of each model fill `<!-- figures:variants -->`, the last `make verify`
+(loadtest/results/verify.json) `<!-- figures:verify -->`, the last
 `make docker-test` (loadtest/results/containers.json) `<!-- figures:containers -->` and the last
 full `make bench` (loadtest/results/bench.json) `<!-- figures:bench -->`.
 """
@@ -59,6 +60,26 @@ def table(model: str, records: list[tuple[int, dict]]) -> str:
     return "\n".join(lines)
 
 
+def variants_table(artifacts: Path) -> str:
+    """Each model's fp32 and optimised variants (training/optimize.py) and which one ships."""
+    lines = ["| model | variant | held-out accuracy | model-only examples/s (1 thread) | speed-up | batch dependence | "
+             "shipped |", "|---|---|---:|---:|---:|---:|---|"]
+    for model in CATALOG:
+        record = json.loads((artifacts / model / "metadata.json").read_text())
+        variants = record.get("variants")
+        if not variants:
+            continue
+        baseline = variants["fp32"]["examples_per_second_1_thread"]
+        for variant, figures in variants.items():
+            verdict = ("**yes**" if variant == record["shipped_variant"] else
+                       f"no: {figures.get('not_shipped_because') or 'fp32 baseline'}")
+            lines.append(f"| {model} | {variant} ({figures.get('scheme', 'as trained')}) | "
+                         f"{100 * figures['test_accuracy']:.2f} % | {figures['examples_per_second_1_thread']:,.0f} | "
+                         f"{figures['examples_per_second_1_thread'] / baseline:.2f}× | "
+                         f"{figures['batch_dependence']:.0e} | {verdict} |")
+    return "\n".join(lines)
+
+
 def verify_table(path: Path) -> str:
     report = json.loads(path.read_text())
     lines = [f"| `make verify`, {report['date'][:10]} | held-out samples | labels agree | "
@@ -69,37 +90,80 @@ def verify_table(path: Path) -> str:
 
 
 def bench_table(path: Path) -> str:
+    """The README's benchmark tables; every ratio is the bench's own (bench.json "ratios")."""
     report = json.loads(path.read_text())
-    machine = report["machine"]
-    lines = [f"Full run of {report['date'][:10]}, {machine['cores']} cores {machine['cpu_model']}, "
-             f"{report['load_generator']}, {report['seconds_per_level']} s per point:", "",
-             "| model | in-process ceiling | this service (peak) | served / in-process | stock TorchServe | "
-             "LitServe | p50 / p99 when paced | through the pod's gateway | cold start |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    machine, ratios = report["machine"], report["ratios"]
+
+    def top(figures: dict, label: str) -> dict:
+        return max(figures["servers"][label]["levels"], key=lambda level: level["throughput_rps"])
+
+    def ratio(key: str) -> str:
+        return "none kept the bound" if ratios[key] is None else f"{ratios[key]:.2f}"
+
+    def at_one(figures: dict, label: str) -> str:
+        level = next(lv for lv in figures["servers"][label]["levels"] if lv["concurrency"] == 1)
+        return f"{level['p50_ms']:.1f} / {level['p99_ms']:.1f}"
+
+    lines = [f"Full run of {report['date'][:10]}, {machine['cores']} cores {machine['cpu_model']}, each model "
+             f"served alone, {report['seconds_per_level']} s per point. Peak throughput, closed loop (wrk, "
+             "concurrency 1–64); \"ours\" serves the shipped variant:", "",
+             "| model | in-process ceiling | ours | ours / in-process | ours, fp32 model | ours / fp32 | "
+             "stock TorchServe | ours / stock | LitServe, best of sweep | ours / LitServe |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, figures in report["models"].items():
-        def peak(label):
-            return max(level["throughput_rps"] for level in figures["servers"][label]["levels"])
-        ratios = {baseline: report["ratios"][f"{name}_ours_over_{baseline}"] for baseline in
-                  ("inprocess", "stock", "litserve")}
-        paced = figures["servers"]["ours"]["paced_at_70pct_of_peak"]
-        door = figures["servers"]["ours"]["through_gateway"]
+        ceiling = max(row["throughput_rps"] for row in figures["inprocess"])
         lines.append(
-            f"| {name} ({figures['unit']}/s) | {max(row['throughput_rps'] for row in figures['inprocess']):,.0f} | "
-            f"{peak('ours'):,.0f} | {ratios['inprocess']:.2f} | {peak('stock'):,.0f} (ours {ratios['stock']:.2f}×) | "
-            f"{peak('litserve'):,.0f} (ours {ratios['litserve']:.2f}×) | "
-            f"{paced['p50_ms']:.0f} / {paced['p99_ms']:.0f} ms at {paced['fraction_of_peak']:.0%} of peak | "
-            f"{door['gateway_rps']:,.0f} vs {door['direct_rps']:,.0f} direct ({door['gateway_over_direct']:.2f}) | "
-            f"{figures['servers']['ours']['cold_start_s']:.1f} s |")
+            f"| {name} ({figures['unit']}/s) | {ceiling:,.0f} | {top(figures, 'ours')['throughput_rps']:,.0f} | "
+            f"{ratios[f'{name}_ours_over_inprocess']:.2f} | {top(figures, 'fp32')['throughput_rps']:,.0f} | "
+            f"{ratios[f'{name}_ours_over_fp32']:.2f} | {top(figures, 'stock')['throughput_rps']:,.0f} | "
+            f"{ratios[f'{name}_ours_over_stock']:.2f} | {top(figures, 'litserve')['throughput_rps']:,.0f} | "
+            f"{ratios[f'{name}_ours_over_litserve']:.2f} |")
+    lines += ["", "Latency: the latency-bounded throughput (MLPerf server scenario: the highest rate of open-loop "
+              "Poisson arrivals whose p99 stays under the bound), p50 / p99 ms at concurrency 1, the worst "
+              "p99 / p50 over concurrency 1–64, and open-loop arrivals at 70 % of ours' peak:", "",
+              "| model | p99 bound | latency-bounded req/s: ours | stock | LitServe | ours / stock | ours / LitServe | "
+              "c=1 p50 / p99: ours | stock | ours: worst p99 / p50 | ours at 70 %: p50 / p99 |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, figures in report["models"].items():
         servers = figures["servers"]
+        bounded = {label: servers[label]["latency_bounded"]["rate_rps"] for label in ("ours", "stock", "litserve")}
+        worst = max(level["p99_ms"] / level["p50_ms"] for level in servers["ours"]["levels"])
+        paced = servers["ours"]["paced_at_70pct_of_peak"]
+        lines.append(
+            f"| {name} | {figures['latency_bound_ms']:g} ms | {bounded['ours']:,.0f} | {bounded['stock']:,.0f} | "
+            f"{bounded['litserve']:,.0f} | {ratio(f'{name}_bounded_ours_over_stock')} | "
+            f"{ratio(f'{name}_bounded_ours_over_litserve')} | {at_one(figures, 'ours')} | "
+            f"{at_one(figures, 'stock')} | {worst:.1f} | {paced['p50_ms']:.1f} / {paced['p99_ms']:.1f} |")
+    lines += ["", "Microseconds per example in process (one thread, the served batch size), and the LitServe "
+              "configuration that won its sweep:", "",
+              "| model | decode | preprocess | model | postprocess | LitServe's best |", "|---|---:|---:|---:|---:|---|"]
+    for name, figures in report["models"].items():
+        stages = figures["stages_us"]
+        lines.append(f"| {name} | {stages['decode']:,.0f} | {stages['preprocess']:,.0f} | {stages['model']:,.0f} | "
+                     f"{stages['postprocess']:,.0f} | {figures['servers']['litserve']['config']} |")
+    if "cold_start" in report:
+        cold = report["cold_start"]
+        median = cold["median"]
+        lines += ["", f"Cold start, {', '.join(cold['models'])} in one server, start to all READY (median of "
+                  f"{len(cold['runs'])}): **{median['total_s']:.1f} s** = entrypoint and JVM start "
+                  f"{median['frontend']:.1f} s + frontend init {median['frontend_init']:.1f} s + worker Python and "
+                  f"torch imports {median['worker_imports']:.1f} s + handler and model load "
+                  f"{median['model_load']:.1f} s + readiness probe {median['readiness']:.1f} s."]
+    lines.append("")
+    for name, figures in report["models"].items():
+        servers = figures["servers"]
+        door = servers["ours"]["through_gateway"]
+        lines.append(f"- {name}: through the pod's gateway {door['gateway_rps']:,.0f} vs {door['direct_rps']:,.0f} "
+                     f"direct ({door['gateway_over_direct']:.2f}).")
         if "previous" in servers:
-            lines += ["", f"{name}, this model vs the previous one (`--previous`), same server, same run: peak "
-                      f"{peak('ours'):,.0f} vs {peak('previous'):,.0f} {figures['unit']}/s "
-                      f"({report['ratios'][f'{name}_ours_over_previous']:.2f})."]
+            lines.append(f"- {name}: this model vs the previous one (`--previous`), same server, same run: peak "
+                         f"{top(figures, 'ours')['throughput_rps']:,.0f} vs "
+                         f"{top(figures, 'previous')['throughput_rps']:,.0f} {figures['unit']}/s "
+                         f"({ratios[f'{name}_ours_over_previous']:.2f}).")
         for label in ("ours", "previous"):
             long = servers.get(label, {}).get("long_documents")
             if long:
-                lines.append(f"{name} ({label}), long requests of {long['body_bytes_mean']:,.0f} bytes: "
+                lines.append(f"- {name} ({label}), long requests of {long['body_bytes_mean']:,.0f} bytes: "
                              f"p50 {long['alone']['p50_ms']:.0f} ms, p95 {long['alone']['p95_ms']:.0f} ms alone; "
                              f"{long['at_peak_concurrency']['throughput_rps']:.1f} {figures['unit']}/s at "
                              f"{long['at_peak_concurrency']['concurrency']} connections.")
@@ -138,6 +202,7 @@ def main(argv=None) -> None:
         generated = table(model, records)
         readme = update(readme, model, generated)
         print(generated + "\n")
+    readme = update(readme, "variants", variants_table(args.artifacts))
     verified = REPO / "loadtest" / "results" / "verify.json"
     if verified.exists():
         readme = update(readme, "verify", verify_table(verified))

@@ -65,14 +65,20 @@ def quick_bench(artifacts, tmp_path_factory):
     return out
 
 
-def test_quick_bench_measures_every_server_and_every_figure_is_positive(quick_bench):
+OPEN_LOOP_KEYS = ("latency_bounded", "paced_at_70pct_of_peak", "cold_start")  # checked on their own below
+
+
+def test_quick_bench_measures_every_server_and_every_closed_loop_figure_is_positive(quick_bench):
     report = json.loads((quick_bench / "bench.json").read_text())
     assert report["machine"]["cores"] >= 1 and report["machine"]["cpu_model"] and report["date"]
     mnist = report["models"]["mnist"]
-    assert set(mnist["servers"]) == {"ours", "stock", "litserve"}
+    assert set(mnist["servers"]) == {"ours", "fp32", "stock", "litserve"}
     assert all([lv["concurrency"] for lv in mnist["servers"][label]["levels"]] == [1, 4] for label in mnist["servers"])
     assert {(row["batch_size"], row["processes"]) for row in mnist["inprocess"]} >= {(1, 1)}
+    assert set(mnist["stages_us"]) == {"decode", "preprocess", "model", "postprocess"}
     for path, value in numbers(report):
+        if any(f".{key}" in path for key in OPEN_LOOP_KEYS) or ".config." in path:  # settings, not measurements
+            continue
         assert math.isfinite(value), path
         if path.endswith(".errors"):
             assert value == 0, f"{path}: held-out requests must all be answered"
@@ -83,26 +89,61 @@ def test_quick_bench_measures_every_server_and_every_figure_is_positive(quick_be
     assert set(report["not_measured"]) == set(CATALOG) - {"mnist"}
 
 
+def test_quick_bench_sweeps_litserve_from_its_defaults_and_keeps_the_best(quick_bench):
+    litserve = json.loads((quick_bench / "bench.json").read_text())["models"]["mnist"]["servers"]["litserve"]
+    assert litserve["sweep"][0]["config"] == {"workers": 1, "api_servers": None, "batch_size": 1,
+                                              "batch_delay_ms": 0.0, "torch_threads": None}  # LitServe's defaults
+    best = max(litserve["sweep"], key=lambda point: point["peak_rps"])
+    assert litserve["config"] == best["label"]
+
+
+def test_open_loop_figures_search_under_the_models_bound_and_pace_at_70_percent(quick_bench):
+    mnist = json.loads((quick_bench / "bench.json").read_text())["models"]["mnist"]
+    for label in ("ours", "stock", "litserve"):
+        bounded = mnist["servers"][label]["latency_bounded"]
+        assert bounded["p99_limit_ms"] == CATALOG["mnist"].latency_bound_ms == mnist["latency_bound_ms"]
+        assert bounded["runs"] and all(run["offered_rps"] > 0 for run in bounded["runs"])
+        passed = [run["offered_rps"] for run in bounded["runs"] if not run["failures"]]
+        assert bounded["rate_rps"] == (max(passed) if passed else 0.0)
+    ours = mnist["servers"]["ours"]
+    peak = max(level["throughput_rps"] for level in ours["levels"])
+    paced = ours["paced_at_70pct_of_peak"]
+    assert paced["offered_rps"] == pytest.approx(0.7 * peak) and paced["ok"] > 0
+
+
+def test_quick_bench_measures_a_cold_start_by_phase(quick_bench):
+    cold = json.loads((quick_bench / "bench.json").read_text())["cold_start"]
+    median = cold["median"]
+    phases = [median[phase] for phase in bench.coldstart.PHASES]
+    assert all(value >= 0 for value in phases) and median["total_s"] > 0
+    assert sum(phases) == pytest.approx(median["total_s"], abs=0.01)
+
+
 def test_bench_computes_every_ratio_of_the_run_from_its_own_peaks(quick_bench):
     report = json.loads((quick_bench / "bench.json").read_text())
     mnist = report["models"]["mnist"]
-    ours = max(level["throughput_rps"] for level in mnist["servers"]["ours"]["levels"])
+    servers = mnist["servers"]
+    ours = max(level["throughput_rps"] for level in servers["ours"]["levels"])
     peaks = {"inprocess": max(row["throughput_rps"] for row in mnist["inprocess"]),
-             **{label: max(level["throughput_rps"] for level in mnist["servers"][label]["levels"])
-                for label in ("stock", "litserve")}}
-    door = mnist["servers"]["ours"]["through_gateway"]
-    assert door["concurrency"] == max(mnist["servers"]["ours"]["levels"], key=lambda lv: lv["throughput_rps"])[
+             **{label: max(level["throughput_rps"] for level in servers[label]["levels"])
+                for label in ("fp32", "stock", "litserve")}}
+    bounded = {label: servers[label]["latency_bounded"]["rate_rps"] for label in ("ours", "stock", "litserve")}
+    door = servers["ours"]["through_gateway"]
+    assert door["concurrency"] == max(servers["ours"]["levels"], key=lambda lv: lv["throughput_rps"])[
         "concurrency"]  # the door is measured where this service peaked
-    assert report["ratios"] == pytest.approx({**{f"mnist_ours_over_{baseline}": ours / peak
-                                                 for baseline, peak in peaks.items()},
-                                              "mnist_gateway_over_direct": door["gateway_rps"] / door["direct_rps"]})
+    expected = {**{f"mnist_ours_over_{baseline}": ours / peak for baseline, peak in peaks.items()},
+                **{f"mnist_bounded_ours_over_{label}": bounded["ours"] / bounded[label] if bounded[label]
+                   else None for label in ("stock", "litserve")},
+                "mnist_gateway_over_direct": door["gateway_rps"] / door["direct_rps"]}
+    assert report["ratios"] == pytest.approx(expected)
 
 
 def test_quick_bench_writes_a_table_row_per_server_and_a_plot(quick_bench):
     table = (quick_bench / "bench.md").read_text()
-    for label in ("in-process", "ours", "stock", "litserve"):
+    for label in ("in-process", "ours", "fp32", "stock", "litserve"):
         assert f"| mnist | {label}" in table
     assert "| mnist_ours_over_stock |" in table and "| mnist_gateway_over_direct |" in table
+    assert "| mnist | 25 ms |" in table  # the latency-bounded row
     with Image.open(quick_bench / "bench.png") as plot:
         assert plot.format == "PNG" and plot.width > 500 and plot.height > 300
 
@@ -110,9 +151,9 @@ def test_quick_bench_writes_a_table_row_per_server_and_a_plot(quick_bench):
 def test_bench_times_long_requests_and_compares_a_previous_version_in_the_same_run(artifacts, tmp_path_factory):
     model = next(name for name, entry in CATALOG.items() if entry.long_requests(1))
     report = bench.run([model], artifacts, "quick", tmp_path_factory.mktemp("bench-previous"), seconds=1,
-                       levels=(2,), previous=artifacts)
+                       levels=(2,), previous=artifacts, cold_start=False)
     servers = report["models"][model]["servers"]
-    assert set(servers) == {"ours", "previous", "stock", "litserve"}
+    assert set(servers) == {"ours", "fp32", "previous", "stock", "litserve"}
     for label in ("ours", "previous"):
         long = servers[label]["long_documents"]
         assert long["body_bytes_mean"] > 9_000  # 10,000-character reviews

@@ -34,7 +34,7 @@ def test_every_catalog_entry_has_its_files_and_hooks(name):
     assert {"minWorkers", "maxWorkers", "batchSize", "maxBatchDelay", "responseTimeout", "handler"} <= set(config)
     training = entry.training()
     assert Path(training.__file__) == REPO / "training" / f"{name}.py"
-    for hook in ("main", "heldout_requests", "offline_heldout", "reported_figures"):
+    for hook in ("main", "heldout_requests", "offline_heldout", "reported_figures", "quantization_plan"):
         assert callable(getattr(training, hook, None)), f"training/{name}.py has no {hook}()"
     assert "argv" in inspect.signature(training.main).parameters
     assert entry.input_kind in CASE_BUILDERS
