@@ -98,7 +98,9 @@ def bench_table(path: Path) -> str:
         return max(figures["servers"][label]["levels"], key=lambda level: level["throughput_rps"])
 
     def ratio(key: str) -> str:
-        return "none kept the bound" if ratios[key] is None else f"{ratios[key]:.2f}"
+        if ratios[key] is None:
+            return "theirs: none kept the bound"
+        return "ours: none kept the bound" if ratios[key] == 0 else f"{ratios[key]:.2f}"
 
     def at_one(figures: dict, label: str) -> str:
         level = next(lv for lv in figures["servers"][label]["levels"] if lv["concurrency"] == 1)
