@@ -102,7 +102,7 @@ loadtest: venv ## locust against the running service: bounded, headless, CSV + H
 	  --run-time $(LOADTEST_DURATION) --stop-timeout 5 --only-summary \
 	  --csv loadtest/results/locust/loadtest --html loadtest/results/locust/loadtest.html
 
-# quick: a smoke run (~2 min); full: the README numbers (loadtest/results/bench.json, ~7 min per model).
+# quick: a smoke run (~3 min per model); full: the README numbers (loadtest/results/bench.json, ~15 min per model).
 # BENCH_PREVIOUS=DIR also serves DIR's models (an earlier version: DIR/<model>/) in the same run.
 BENCH_MODE ?= quick
 BENCH_PREVIOUS ?=

@@ -1,8 +1,8 @@
 """One benchmark run on this machine: in-process ceiling vs this service (int8 and fp32) vs stock
 TorchServe vs LitServe's best configuration, each model served alone.
 
-    python -m loadtest.bench --mode full  --out loadtest/results          # README numbers (~10 min per model)
-    python -m loadtest.bench --mode quick --out loadtest/results/quick    # CI smoke run (~2 min per model)
+    python -m loadtest.bench --mode full  --out loadtest/results          # README numbers (~15 min per model)
+    python -m loadtest.bench --mode quick --out loadtest/results/quick    # smoke run (~3 min per model)
 
 Per model:
   in-process   the handler driven directly at the batch sizes the server forms (the ceiling), and
