@@ -114,10 +114,14 @@ def examples_per_second(model: nn.Module, example_inputs: tuple, seconds: float 
     return batch * calls / (time.perf_counter() - started)
 
 
+def points_lost(fp32_accuracy: float, accuracy: float) -> float:
+    return 100 * (fp32_accuracy - accuracy)
+
+
 def verdict(fp32_accuracy: float, candidate: dict) -> str | None:
     """Why `candidate` may not ship, or None: it must keep the accuracy and answer each example
     as if it were alone (per-batch activation scales make an answer depend on its neighbours)."""
-    loss = 100 * (fp32_accuracy - candidate["test_accuracy"])
+    loss = points_lost(fp32_accuracy, candidate["test_accuracy"])
     if loss > ACCURACY_GATE_POINTS:
         return f"loses {loss:.2f} points on the held-out test set (gate: {ACCURACY_GATE_POINTS})"
     if candidate["batch_dependence"] > BATCH_INDEPENDENCE_TOLERANCE:
@@ -135,21 +139,20 @@ def batch_dependence(model: nn.Module, inputs: tuple) -> float:
     return (together - alone).abs().max().item()
 
 
-def quantize_static_within_gate(plan: QuantizationPlan) -> tuple[nn.Module, dict]:
+def quantize_static_within_gate(plan: QuantizationPlan, fp32_accuracy: float) -> tuple[nn.Module, dict]:
     """Everything int8, or, if that misses the accuracy gate, with the sensitive layers in fp32."""
-    fp32_accuracy = plan.evaluate(plan.model)
     for keep in ((), plan.sensitive_layers):
         model = quantize_static(plan.model, plan.example_inputs, plan.calibration, keep)
-        if 100 * (fp32_accuracy - plan.evaluate(model)) <= ACCURACY_GATE_POINTS or not plan.sensitive_layers:
+        if points_lost(fp32_accuracy, plan.evaluate(model)) <= ACCURACY_GATE_POINTS or not plan.sensitive_layers:
             break
     return model, {"scheme": "static int8", "backend": BACKEND, "calibration_batches": len(plan.calibration),
                    "kept_fp32": list(keep)}
 
 
-def candidates(plan: QuantizationPlan):
+def candidates(plan: QuantizationPlan, fp32_accuracy: float):
     """(variant, eager model, recipe) of each optimised variant the plan's scheme allows."""
     if plan.scheme == "static":
-        yield INT8, *quantize_static_within_gate(plan)
+        yield INT8, *quantize_static_within_gate(plan, fp32_accuracy)
         return
     for variant, dtype in ((INT8, torch.qint8), (FP16, torch.float16)):
         model = quantize_dynamic(copy.deepcopy(plan.model).eval(), {nn.LSTM, nn.Linear}, dtype=dtype)
@@ -171,7 +174,7 @@ def optimize(name: str, model_dir: Path, ship: str | None = None) -> dict:
     plan = CATALOG[name].training().quantization_plan(model_dir)
     fp32_file = variant_file(name, FP32)
     variants = {FP32: measure(torch.jit.load(model_dir / fp32_file, map_location="cpu"), plan, fp32_file)}
-    for variant, model, recipe in candidates(plan):
+    for variant, model, recipe in candidates(plan, variants[FP32]["test_accuracy"]):
         path = model_dir / variant_file(name, variant)
         torch.jit.save(to_torchscript(model, plan.scheme, plan.example_inputs), path)
         scripted = torch.jit.load(path, map_location="cpu")

@@ -78,7 +78,8 @@ def test_static_quantisation_keeps_sensitive_layers_in_fp32_only_when_the_gate_n
     kept = {}
     for name, evaluate in {"pass": lambda model: 0.9,
                            "fail": lambda model: 0.9 if isinstance(model, Tiny) else 0.5}.items():
-        [(variant, _, recipe)] = list(candidates(tiny_plan(evaluate)))
+        plan = tiny_plan(evaluate)
+        [(variant, _, recipe)] = list(candidates(plan, evaluate(plan.model)))
         assert variant == INT8
         kept[name] = recipe["kept_fp32"]
     assert kept == {"pass": [], "fail": ["first", "last"]}
