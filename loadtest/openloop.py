@@ -25,6 +25,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
@@ -41,12 +42,8 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parents[1]
 TOKEN_VARIABLE = "OPENLOOP_AUTH_TOKEN"  # the token travels in the environment: argv is readable by other users
 LATE_S = 0.001  # an arrival sent later than this after its time counts as late: the generator lagged
-# uvloop's timers tick in milliseconds: arrivals due within half a tick are sent at once rather than
-# spinning the loop until their exact time.
-EARLY_S = 0.0005
-# A run proves nothing about the server if the generator's own lag at p99 takes more than this share
-# of the latency limit: the lag counts in every latency.
-MAX_LAG_SHARE = 0.1
+# Arrivals due within this of a wake-up go with it, rather than waking again a few microseconds later.
+EARLY_S = 0.0001
 MAX_CONNECTIONS = 1024
 DRAIN_TIMEOUT_S = 10.0
 
@@ -167,29 +164,26 @@ class OpenLoop:
         self.arrivals = self.sent = self.connection_errors = self.connections_opened = 0
         self.waited_for_connection = 0
         self.lateness: list[float] = []  # of each arrival's sending after its scheduled time
+        self.schedule: list[float] = []  # arrival times, on time.monotonic()'s clock
         self.arrivals_over = False
         self.all_accounted = asyncio.Event()
 
     async def run(self, rate: float, seconds: float, seed: int, drain_timeout: float) -> dict:
         rng = random.Random(seed)
+        loop = asyncio.get_running_loop()
         cpu_start, start = time.process_time(), time.monotonic()
-        end = start + seconds
-        scheduled = start + rng.expovariate(rate)
-        while scheduled < end:
-            # Arrivals falling due while these are sent wait for the next turn, so answers are read meanwhile.
-            due_by = time.monotonic() + EARLY_S
-            while scheduled <= due_by and scheduled < end:
-                now = time.monotonic()
-                self.lateness.append(max(now - scheduled, 0.0))
-                # An arrival sent early is timed from its sending, so latency is never understated.
-                self.dispatch(min(scheduled, now), self.requests[self.arrivals % len(self.requests)])
-                self.arrivals += 1
-                scheduled += rng.expovariate(rate)
-            await asyncio.sleep(min(scheduled, end) - time.monotonic())
-        self.arrivals_over = True
-        self._check_accounted()
+        offset, offsets = rng.expovariate(rate), []
+        while offset < seconds:
+            offsets.append(offset)
+            offset += rng.expovariate(rate)
+        self.schedule = [start + offset for offset in offsets]
+        # The loop's own timers tick in milliseconds (uvloop's, and epoll's timeout), which alone made
+        # 1.3 ms of lag at p99 on an idle machine. A clock thread sleeps to each arrival with
+        # nanosecond time.sleep and wakes the loop; the loop does all the sending.
+        clock = threading.Thread(target=self._clock, args=(loop,), daemon=True)
+        clock.start()
         try:
-            await asyncio.wait_for(self.all_accounted.wait(), drain_timeout)
+            await asyncio.wait_for(self.all_accounted.wait(), seconds + drain_timeout)
         except TimeoutError:
             pass
         duration = time.monotonic() - start
@@ -197,6 +191,28 @@ class OpenLoop:
         for connection in list(self.idle):
             connection.transport.close()
         return self._summary(rate, seconds, duration, cpu_seconds)
+
+    def _clock(self, loop: asyncio.AbstractEventLoop) -> None:
+        for due in self.schedule:
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            loop.call_soon_threadsafe(self._send_due)
+        loop.call_soon_threadsafe(self._arrivals_over)
+
+    def _send_due(self) -> None:
+        due_by = time.monotonic() + EARLY_S
+        while self.arrivals < len(self.schedule) and self.schedule[self.arrivals] <= due_by:
+            scheduled, now = self.schedule[self.arrivals], time.monotonic()
+            self.lateness.append(max(now - scheduled, 0.0))
+            # An arrival sent early is timed from its sending, so latency is never understated.
+            self.dispatch(min(scheduled, now), self.requests[self.arrivals % len(self.requests)])
+            self.arrivals += 1
+
+    def _arrivals_over(self) -> None:
+        self._send_due()
+        self.arrivals_over = True
+        self._check_accounted()
 
     def dispatch(self, started: float, request: bytes) -> None:
         if self.idle:
@@ -310,6 +326,7 @@ def main() -> None:
 
     print("ready", flush=True)  # the caller starts its CPU counters here, after interpreter start-up
     gc.disable()  # a collection pause would make arrivals late; a run leaves little garbage
+    sys.setswitchinterval(0.0001)  # the clock thread gets the GIL within 0.1 ms of waking, not 5 ms
     print(json.dumps(uvloop.run(run())), flush=True)
 
 
@@ -367,24 +384,26 @@ def _bodies(body_paths: Sequence[str] | BodyFiles, content_type: str | None) -> 
     return list(body_paths), content_type
 
 
-def run_failures(run: dict, p99_limit_ms: float, max_lag_share: float = MAX_LAG_SHARE) -> list[str]:
-    """Why a run does not meet the bound; empty if it does. Any failed request fails it, as in MLPerf."""
+def run_failures(run: dict, p99_limit_ms: float) -> list[str]:
+    """Why a run does not meet the bound; empty if it does. Any failed request fails it, as in MLPerf.
+
+    The generator's own lag is no reason: latency counts from the scheduled arrival, so lag only
+    adds to the p99 being judged, and bunches arrivals the way a burst would.
+    """
     failures = []
     if run["p99_ms"] is None or run["p99_ms"] > p99_limit_ms:
         failures.append("p99 over the limit")
     if run["non_2xx"] or run["connection_errors"] or run["timeouts"]:
         failures.append("failed requests")
-    if run["arrivals"] and run["lateness_p99_ms"] > max_lag_share * p99_limit_ms:
-        failures.append("generator late")
     return failures
 
 
 def latency_bounded_throughput(url: str, body_paths: Sequence[str] | BodyFiles, content_type: str | None,
                                token: str, p99_limit_ms: float, server_pids: list[int], start_rps: float,
                                seconds: float, steps: int = 7, pause_s: float = 2.0, resolution: float = 0.05,
-                               seed: int = 0, max_lag_share: float = MAX_LAG_SHARE) -> dict:
-    """The highest Poisson rate whose run meets the bound: p99 ≤ p99_limit_ms, no failed request (non-2xx,
-    connection error or timeout), and the generator's p99 lag within max_lag_share of the limit.
+                               seed: int = 0) -> dict:
+    """The highest Poisson rate whose run meets the bound: p99 ≤ p99_limit_ms and no failed request
+    (non-2xx, connection error or timeout).
 
     From start_rps, the rate grows by half while runs pass and halves while they fail; once one of
     each is known, it bisects between the highest passing and the lowest failing rate until they
@@ -396,7 +415,7 @@ def latency_bounded_throughput(url: str, body_paths: Sequence[str] | BodyFiles, 
         if step:
             time.sleep(pause_s)  # lets the server's queues drain before the next rate
         run = run_open_loop(url, body_paths, content_type, token, rate, seconds, server_pids, seed)
-        run["failures"] = run_failures(run, p99_limit_ms, max_lag_share)
+        run["failures"] = run_failures(run, p99_limit_ms)
         runs.append(run)
         if run["failures"]:
             failing = rate if failing is None else min(failing, rate)
@@ -412,7 +431,8 @@ def latency_bounded_throughput(url: str, body_paths: Sequence[str] | BodyFiles, 
             rate = (passing + failing) / 2
     at_result = next((run for run in runs if run["offered_rps"] == passing and not run["failures"]), None)
     return {"p99_limit_ms": p99_limit_ms, "rate_rps": passing, "runs": runs,
-            "generator_cpu_share_at_result": at_result["generator_cpu_share"] if at_result else None}
+            "generator_cpu_share_at_result": at_result["generator_cpu_share"] if at_result else None,
+            "generator_lag_p99_ms_at_result": at_result["lateness_p99_ms"] if at_result else None}
 
 
 if __name__ == "__main__":
