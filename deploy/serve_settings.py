@@ -17,6 +17,8 @@ Every variable is optional; the defaults are the secure host defaults of config.
   SERVE_WORKERS_PER_GPU      workers per model per GPU on a GPU host (default 1)
   SERVE_THREADS_PER_WORKER   torch threads per worker (default: cores // all workers, at least 1)
   SERVE_BATCH_SIZE, SERVE_MAX_BATCH_DELAY_MS   override every model's batching (default: the .mar's)
+  SERVE_JOB_QUEUE_SIZE       requests each model queues before TorchServe answers 503 (default:
+                             job_queue_size of the config, 256)
   SERVE_STOP_TIMEOUT_S       seconds a graceful stop may take before it is forced (default 60)
   SERVE_LOG_CONFIG           log4j2 file (default: deploy/config/log4j2.xml, quiet); `builtin`: TorchServe's own
 """
@@ -135,6 +137,7 @@ class ServeSettings:
     threads_per_worker: int | None  # None: the cores shared out among all workers
     batch_size: int | None
     max_batch_delay_ms: int | None
+    job_queue_size: int | None  # None: config.properties' job_queue_size
     stop_timeout_s: int
 
     @property
@@ -180,6 +183,8 @@ class ServeSettings:
             config["batchSize"] = self.batch_size
         if self.max_batch_delay_ms is not None:
             config["maxBatchDelay"] = self.max_batch_delay_ms
+        if self.job_queue_size is not None:
+            config["jobQueueSize"] = self.job_queue_size
         return config
 
 
@@ -226,6 +231,7 @@ def settings_from_env(env: dict[str, str] | None = None, need_models: bool = Tru
         threads_per_worker=_positive_int(env, "SERVE_THREADS_PER_WORKER", None),
         batch_size=_positive_int(env, "SERVE_BATCH_SIZE", None),
         max_batch_delay_ms=_positive_int(env, "SERVE_MAX_BATCH_DELAY_MS", None),
+        job_queue_size=_positive_int(env, "SERVE_JOB_QUEUE_SIZE", None),
         stop_timeout_s=_positive_int(env, "SERVE_STOP_TIMEOUT_S", 60),
     )
 

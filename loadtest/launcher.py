@@ -121,6 +121,16 @@ class EntrypointServer:
                 text.append(f"--- {log.name} (last {len(tail)} lines)\n" + "\n".join(tail))
         return "\n".join(text)
 
+    def frontend(self) -> psutil.Process | None:
+        """TorchServe's Java frontend: the child of the `torchserve` launcher the entrypoint started."""
+        if not self.is_alive():
+            return None
+        for launcher in psutil.Process(self.process.pid).children():
+            for child in launcher.children():
+                if child.name() == "java":
+                    return child
+        return None
+
     def worker_pids(self, model: str) -> set[int]:
         return {worker["pid"] for version in self.client().describe(model) for worker in version["workers"]}
 
@@ -133,6 +143,7 @@ class GatewayProcess:
     upstream: EntrypointServer
     client_keys: list[str]
     max_body: int = 4 * 1024 * 1024
+    settings: dict[str, str] = field(default_factory=dict)  # more SERVE_GATEWAY_* variables (deploy/gateway.py)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
 
@@ -161,7 +172,7 @@ class GatewayProcess:
         env = {**os.environ, "PYTHONPATH": str(REPO), "SERVE_GATEWAY_LISTEN": f"127.0.0.1:{self.port}",
                "SERVE_GATEWAY_KEYS_FILE": str(self.keys_file), "SERVE_GATEWAY_UPSTREAM": self.upstream.inference_url,
                "SERVE_GATEWAY_TS_KEY_FILE": str(self.upstream.key_file),
-               "SERVE_GATEWAY_MAX_BODY": str(self.max_body)}
+               "SERVE_GATEWAY_MAX_BODY": str(self.max_body), **self.settings}
         with open(self.log_file, "ab") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "deploy.gateway"], cwd=REPO, env=env,
                                             stdout=log, stderr=subprocess.STDOUT)

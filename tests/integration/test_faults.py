@@ -5,11 +5,14 @@ These run on their own servers so the shared session server is never disturbed.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import shutil
 import signal
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,7 +28,12 @@ from training.catalog import CATALOG
 
 FAULT_HANDLERS = Path(__file__).resolve().parents[1] / "fault_handlers"
 SLOW_TIMEOUT_S = 2
-CLIENT_TIMEOUT_S = 10
+CLIENT_TIMEOUT_S = 60  # far past ANSWER_BOUND_S: a lost request shows as a timeout, not a slow answer
+LONG_BATCH_DELAY_MS = 150
+KILLS = 50
+KILL_LOOP_CLIENTS = 4
+KILL_LOOP_LIMIT_S = 240
+ANSWER_BOUND_S = 10  # a worker's replacement READY in ~4 s on this machine, with margin
 
 
 def archive_variant(name: str, handler: Path, artifacts: Path, store: Path, work: Path, **config) -> None:
@@ -50,7 +58,7 @@ def fault_store(artifacts, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def fault_server(fault_store, tmp_path_factory):
     with EntrypointServer(tmp_path_factory.mktemp("fault_server"), fault_store, ["mnist", "slow_mnist"],
-                          {"SERVE_MAX_BATCH_DELAY_MS": "150"}).running() as server:
+                          {"SERVE_MAX_BATCH_DELAY_MS": str(LONG_BATCH_DELAY_MS)}).running() as server:
         yield server
 
 
@@ -69,45 +77,89 @@ def wait_for_new_ready_worker(server: EntrypointServer, model: str, old_pids: se
     raise AssertionError(f"{model} had no new READY worker after {timeout} s\n{server.logs()}")
 
 
-def test_killed_worker_is_replaced_and_only_in_flight_requests_fail(fault_server):
-    client, body = fault_server.client(), good_digit()
+@pytest.fixture(scope="module")
+def kill_loop_server(fault_store, tmp_path_factory):
+    """mnist alone, three workers, the tests' long batch delay: a worker thread spends most of its
+    time collecting a batch, the window where TorchServe 0.12 unpatched lost requests."""
+    settings = {"SERVE_MAX_BATCH_DELAY_MS": str(LONG_BATCH_DELAY_MS), "SERVE_WORKERS_PER_MODEL": "3"}
+    with EntrypointServer(tmp_path_factory.mktemp("kill_loop"), fault_store, ["mnist"], settings).running() as server:
+        yield server
+
+
+def ready_worker_pids(server: EntrypointServer, model: str) -> list[int]:
+    return sorted(worker["pid"] for version in server.client().describe(model) for worker in version["workers"]
+                  if worker["status"] == "READY")
+
+
+def test_kill_loop_every_request_is_answered_in_bounded_time_and_none_is_lost(kill_loop_server):
+    """50 kill -9s of mnist workers under steady traffic, each at a random point of the batch cycle
+    (150 ms collection windows, inference, idle). Every request sent gets an HTTP answer within
+    ANSWER_BOUND_S: its prediction, or TorchServe's immediate 5xx for a batch that was on the dying
+    worker. No timeout, no dropped connection: jobs taken while a batch was still being collected
+    are re-queued by our frontend patch (deploy/frontend_patch.py) and answered by another worker."""
+    server = kill_loop_server
+    client = server.client()
     client.timeout = CLIENT_TIMEOUT_S
-    old_pids = fault_server.worker_pids("mnist")
-    results: list[tuple[int, float]] = []
+    digits = [png_of_pixels(digit) for digit in mnist_test_digits(8)[0]]
+    bodies = [(body, client.predict("mnist", data=body).json()["label"]) for body in digits]  # answers unharmed
+    outcomes: list[tuple[int | str, float, bool]] = []  # status or exception name, seconds, same label as unharmed
     stop = threading.Event()
 
-    def send_until_stopped():
-        for _ in range(3000):  # bounded even if the stop signal never came
+    def send_until_stopped(offset: int) -> None:
+        for index in range(offset, offset + 20_000):  # bounded even if the stop signal never came
             if stop.is_set():
                 return
+            body, label = bodies[index % len(bodies)]
             started = time.monotonic()
             try:
-                status = client.predict("mnist", data=body).status_code
-            except requests.RequestException:
-                status = 0
-            results.append((status, time.monotonic() - started))
+                response = client.predict("mnist", data=body)
+                outcome = response.status_code
+                right = outcome == 200 and response.json()["label"] == label
+            except requests.RequestException as failure:
+                outcome, right = type(failure).__name__, False
+            outcomes.append((outcome, time.monotonic() - started, right))
 
-    with ThreadPoolExecutor(4) as pool:
-        for _ in range(4):
-            pool.submit(send_until_stopped)
-        time.sleep(1.0)
-        os.kill(next(iter(old_pids)), signal.SIGKILL)
-        recovery_s = wait_for_new_ready_worker(fault_server, "mnist", old_pids, timeout=30)
-        time.sleep(1.0)
+    rng = random.Random(0)
+    kills = 0
+    with ThreadPoolExecutor(KILL_LOOP_CLIENTS) as pool:
+        senders = [pool.submit(send_until_stopped, offset) for offset in range(KILL_LOOP_CLIENTS)]
+        deadline = time.monotonic() + KILL_LOOP_LIMIT_S
+        while kills < KILLS and time.monotonic() < deadline:
+            ready = ready_worker_pids(server, "mnist")
+            if not ready:  # only READY workers are in the batch cycle; the others are starting
+                time.sleep(0.1)
+                continue
+            time.sleep(rng.uniform(0, 2 * LONG_BATCH_DELAY_MS / 1000))
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(rng.choice(ready), signal.SIGKILL)
+                kills += 1
         stop.set()
+        for sender in senders:
+            sender.result()
 
-    failed = [(status, seconds) for status, seconds in results if status != 200]
-    print(f"kill -9 of worker: {len(failed)} of {len(results)} requests failed "
-          f"({sorted({s for s, _ in failed})}), READY again after {recovery_s:.1f} s")
-    assert recovery_s < 15
-    # In flight is the batch on the dead worker, answered 507, or, when the kill lands while the
-    # worker's thread is still collecting a batch, the jobs TorchServe 0.12 drops without any
-    # answer: only the client's timeout ends those (README "Reliability").
-    assert all(500 <= status < 600 or (status == 0 and seconds >= CLIENT_TIMEOUT_S - 1)
-               for status, seconds in failed), failed
-    assert len(failed) <= 8  # only what was in flight: 4 clients, batches of up to 8
-    assert max(seconds for status, seconds in results if status == 200) < 15  # answered ones never hung
-    assert client.predict("mnist", data=body).status_code == 200  # the next request is served
+    statuses = Counter(outcome for outcome, _, _ in outcomes)
+    requeued = (server.run_dir / "logs" / "ts_log.log").read_text().count("went back to the queue")
+    slowest = max(seconds for _, seconds, _ in outcomes)
+    print(f"kill loop: {kills} kills, {len(outcomes)} requests, statuses {dict(statuses)}, "
+          f"slowest answer {slowest:.2f} s, {requeued} half-collected batches re-queued")
+    assert kills == KILLS, f"only {kills} kills in {KILL_LOOP_LIMIT_S} s"
+    assert all(isinstance(outcome, int) for outcome in statuses), statuses  # no timeout, no lost connection
+    assert slowest < ANSWER_BOUND_S, slowest
+    assert set(statuses) <= {200, 500, 507}, statuses  # 507: TorchServe's code for a worker killed by signal 9
+    assert statuses[500] + statuses[507] <= KILLS * 8  # at most the batch on each dying worker
+    assert all(right for outcome, _, right in outcomes if outcome == 200)
+    assert requeued > 0  # the loop did hit the collection window the patch is for
+    assert wait_for_workers(server, "mnist", 3, timeout=60)
+    assert client.predict("mnist", data=bodies[0][0]).status_code == 200
+
+
+def wait_for_workers(server: EntrypointServer, model: str, count: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(ready_worker_pids(server, model)) >= count:
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def test_request_past_the_response_timeout_gets_an_error_and_the_worker_recovers(fault_server):

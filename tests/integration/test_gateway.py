@@ -152,3 +152,32 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(server, tmp_path
         answer = connection.makefile("rb").read()
         assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
         assert gateway.process.wait(timeout=30) == 0
+
+
+def test_predictions_past_the_admission_limit_get_503_with_retry_after_at_once(server, tmp_path):
+    """Two requests whose bodies never come hold the model's two admissions; the third is refused
+    by nginx before TorchServe sees it, another model is still admitted, and a freed slot admits again."""
+    other = next(model for model in CATALOG if model != MODEL)
+    settings = {"SERVE_GATEWAY_ADMIT_PER_MODEL": "2", "SERVE_GATEWAY_RETRY_AFTER_S": "1"}
+    body, other_body = heldout_body(), heldout_body(other)
+    with GatewayProcess(tmp_path, server, CLIENT_KEYS, MAX_BODY, settings=settings).running() as door:
+        head = (f"POST /predictions/{MODEL} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {CLIENT_KEYS[0]}"
+                f"\r\nContent-Length: 1000\r\n\r\n").encode()
+        holders = [socket.create_connection(("127.0.0.1", door.port), timeout=10) for _ in range(2)]
+        try:
+            for holder in holders:
+                holder.sendall(head)
+            time.sleep(0.5)
+            started = time.monotonic()
+            refused = send(door, body, CLIENT_KEYS[0])
+            refused_after = time.monotonic() - started
+            assert send(door, other_body, CLIENT_KEYS[0], other).status_code == 200
+        finally:
+            for holder in holders:
+                holder.close()
+        time.sleep(0.5)
+        admitted = send(door, body, CLIENT_KEYS[0])
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+    assert "capacity" in refused.json()["message"]
+    assert refused_after < 1  # refused at once, not queued
+    assert admitted.status_code == 200

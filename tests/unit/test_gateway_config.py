@@ -18,10 +18,13 @@ def nginx_accepts(text: str, folder: Path) -> subprocess.CompletedProcess:
 
 def test_the_rendered_config_and_its_script_pass_nginxs_own_check(tmp_path):
     settings = GatewaySettings.from_env({"SERVE_GATEWAY_KEYS_FILE": str(tmp_path / "keys"),
-                                         "SERVE_GATEWAY_LISTEN": "127.0.0.1:18000", "SERVE_GATEWAY_MAX_BODY": "1234"})
+                                         "SERVE_GATEWAY_LISTEN": "127.0.0.1:18000", "SERVE_GATEWAY_MAX_BODY": "1234",
+                                         "SERVE_GATEWAY_ADMIT_PER_MODEL": "48", "SERVE_GATEWAY_RETRY_AFTER_S": "2"})
     result = nginx_accepts(render(settings, tmp_path), tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "client_max_body_size 1234;" in render(settings, tmp_path)
+    text = render(settings, tmp_path)
+    assert "client_max_body_size 1234;" in text
+    assert "limit_conn per_model 48;" in text and "add_header Retry-After 2 always;" in text
 
 
 def test_a_broken_template_is_caught_by_the_same_check(tmp_path):
