@@ -1,20 +1,25 @@
-"""Our one patch to TorchServe 0.12's Java frontend: a dying worker's half-collected batch is re-queued.
+"""Our patch to TorchServe 0.12's Java frontend: no request lost when a worker dies, and 503s say when to retry.
 
     python -m deploy.frontend_patch           # patch the installed model-server.jar (idempotent)
     python -m deploy.frontend_patch --check   # exit 0 if it is patched, 1 if not
 
-The bug: a worker thread collecting a batch (waiting up to maxBatchDelay for more requests) is
-interrupted when its worker process dies, and the jobs it had taken are cleared unanswered; their
-clients wait for their own timeout, forever without one. TorchServe is archived, so the fix is
-ours: deploy/frontend/RequeueInterruptedBatch.java rewrites one method of the frontend's Model
-class with the JDK's own ASM (install time, javac and java only), and
-deploy/frontend/InterruptedBatch.java puts those jobs back at the head of the queue. Jobs already
-sent to the dying worker still get TorchServe's own immediate 5xx (a request that crashed a worker
-is not retried on the next). `make venv` and the image build apply it; the entrypoint refuses to
-start an unpatched frontend.
+1. A worker thread collecting a batch (waiting up to maxBatchDelay for more requests) is
+   interrupted when its worker process dies, and TorchServe clears the jobs it had taken without
+   an answer: their clients wait for their own timeout, forever without one. Patched, those jobs
+   go back to the head of the queue for the next worker (deploy/frontend/InterruptedBatch.java).
+   Jobs already sent to the dying worker still get TorchServe's own immediate 5xx: a request
+   that may have crashed a worker is not tried on the next one.
+2. TorchServe's 503s (a model's queue full, no worker ready) carry no Retry-After; patched, every
+   503 says `Retry-After: 1` (deploy/frontend/RetryAfter.java).
 
-The jar is rebuilt next to the original and swapped in with one rename; a marker entry records
-the patch's source digest, so a changed patch is applied again over the original.
+TorchServe is archived, so the fixes are ours. deploy/frontend/PatchFrontend.java rewrites one
+method in each of two classes with the JDK's own ASM: the method is renamed and a wrapper of the
+old name calls our helper and the original (install time: javac and java, nothing downloaded).
+`make venv` and the image build apply it; the entrypoint refuses to start an unpatched frontend.
+
+The jar is rebuilt next to the original and swapped in with one rename. The original classes are
+kept inside it, and a marker entry records the patch's source digest, so a changed patch is
+applied again over the originals.
 """
 
 from __future__ import annotations
@@ -30,13 +35,16 @@ import zipfile
 from pathlib import Path
 
 SOURCES = Path(__file__).resolve().parent / "frontend"
-REWRITER = SOURCES / "RequeueInterruptedBatch.java"
-HELPER = SOURCES / "InterruptedBatch.java"
-MODEL_CLASS = "org/pytorch/serve/wlm/Model.class"
-HELPER_CLASS = "torchservemodels/frontend/InterruptedBatch.class"
-MARKER = "META-INF/torchserve-models-patch.properties"
-# TorchServe 0.12.0's Model.class: the rewrite is reviewed against this class and no other.
-ORIGINAL_MODEL_SHA256 = "7c5523f1fe77fe79aa32665469e17725e70518692abcf4987989ef72f10d4cff"
+REWRITER = SOURCES / "PatchFrontend.java"
+HELPERS = (SOURCES / "InterruptedBatch.java", SOURCES / "RetryAfter.java")
+HELPER_PACKAGE = "torchservemodels/frontend/"
+# TorchServe 0.12.0's classes: each rewrite is reviewed against this class and no other.
+PATCHED_CLASSES = {
+    "org/pytorch/serve/wlm/Model": "7c5523f1fe77fe79aa32665469e17725e70518692abcf4987989ef72f10d4cff",
+    "org/pytorch/serve/util/NettyUtils": "705f3daad4559394afa0152e71fc358fc14baab42133c2cc09e3726e11c52933",
+}
+ORIGINALS = "META-INF/torchserve-models/original/"
+MARKER = "META-INF/torchserve-models/patch.properties"
 ASM_EXPORT = "--add-exports=java.base/jdk.internal.org.objectweb.asm=ALL-UNNAMED"
 
 
@@ -52,7 +60,7 @@ def installed_jar() -> Path:
 
 def patch_digest() -> str:
     digest = hashlib.sha256()
-    for source in (REWRITER, HELPER):
+    for source in (REWRITER, *HELPERS):
         digest.update(source.read_bytes())
     return digest.hexdigest()
 
@@ -76,14 +84,19 @@ def _run(command: list[str]) -> None:
         raise PatchError(f"{' '.join(command[:2])} failed:\n{result.stdout}{result.stderr}")
 
 
-def _original_model_class(jar: Path) -> bytes:
+def _original_classes(jar: Path) -> dict[str, bytes]:
+    """TorchServe 0.12.0's own bytes of each class we rewrite (kept aside inside a patched jar)."""
+    originals = {}
     with zipfile.ZipFile(jar) as archive:
-        fields = marker(jar)
-        name = fields.get("original_model_entry", MODEL_CLASS)  # a patched jar keeps the original aside
-        data = archive.read(name)
-    if hashlib.sha256(data).hexdigest() != ORIGINAL_MODEL_SHA256:
-        raise PatchError(f"{jar} is not TorchServe 0.12.0's frontend: the patch is reviewed for that Model.class only")
-    return data
+        names = set(archive.namelist())
+        for name, expected in PATCHED_CLASSES.items():
+            entry = f"{ORIGINALS}{name}.class" if f"{ORIGINALS}{name}.class" in names else f"{name}.class"
+            data = archive.read(entry)
+            if hashlib.sha256(data).hexdigest() != expected:
+                raise PatchError(f"{jar} is not TorchServe 0.12.0's frontend: {name} differs, and the patch "
+                                 "is reviewed for 0.12.0's classes only")
+            originals[name] = data
+    return originals
 
 
 def apply(jar: Path) -> bool:
@@ -93,25 +106,28 @@ def apply(jar: Path) -> bool:
     for tool in ("javac", "java"):
         if shutil.which(tool) is None:
             raise PatchError(f"{tool} not found: the frontend patch is compiled at install time (a JDK 17)")
-    original = _original_model_class(jar)
+    originals = _original_classes(jar)
     with tempfile.TemporaryDirectory() as work_dir:
         work = Path(work_dir)
-        (work / "Model.class").write_bytes(original)
-        # The frontend's classes are Java 8 bytecode; the helper is compiled to match.
-        _run(["javac", "--release", "8", "-cp", str(jar), "-d", str(work / "classes"), str(HELPER)])
-        _run(["java", ASM_EXPORT, str(REWRITER), str(work / "Model.class"), str(work / "Model.patched.class")])
-        replaced = {
-            MODEL_CLASS: (work / "Model.patched.class").read_bytes(),
-            HELPER_CLASS: (work / "classes" / HELPER_CLASS).read_bytes(),
-            "META-INF/torchserve-models/Model.class.orig": original,
-            MARKER: (f"patch=requeue jobs of a batch whose worker thread was interrupted while collecting it\n"
-                     f"patch_sha256={patch_digest()}\n"
-                     f"original_model_entry=META-INF/torchserve-models/Model.class.orig\n").encode(),
-        }
+        # The frontend's classes are Java 8 bytecode; the helpers are compiled to match.
+        _run(["javac", "--release", "8", "-cp", str(jar), "-d", str(work / "helpers"), *map(str, HELPERS)])
+        _run(["javac", ASM_EXPORT, "-d", str(work / "rewriter"), str(REWRITER)])
+        replaced = {}
+        for name, data in originals.items():
+            original, patched = work / "original.class", work / "patched.class"
+            original.write_bytes(data)
+            _run(["java", ASM_EXPORT, "-cp", str(work / "rewriter"), "PatchFrontend", name, str(original),
+                  str(patched)])
+            replaced[f"{name}.class"] = patched.read_bytes()
+            replaced[f"{ORIGINALS}{name}.class"] = data
+        for helper in sorted((work / "helpers").rglob("*.class")):
+            replaced[helper.relative_to(work / "helpers").as_posix()] = helper.read_bytes()
+        replaced[MARKER] = (f"patch=re-queue a dying worker's half-collected batch; Retry-After on every 503\n"
+                            f"patch_sha256={patch_digest()}\n").encode()
         rebuilt = jar.with_name(jar.name + ".patching")
         with zipfile.ZipFile(jar) as source, zipfile.ZipFile(rebuilt, "w", zipfile.ZIP_DEFLATED) as target:
             for entry in source.infolist():
-                if entry.filename not in replaced:
+                if entry.filename not in replaced and not entry.filename.startswith(HELPER_PACKAGE):
                     target.writestr(entry, source.read(entry))
             for name, data in replaced.items():
                 target.writestr(name, data)

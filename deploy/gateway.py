@@ -19,9 +19,10 @@ This module renders nginx's config from the settings and supervises nginx: SIGTE
   SERVE_GATEWAY_TS_KEY_FILE TorchServe's key_file.json (default /srv/run/key_file.json)
   SERVE_GATEWAY_MAX_BODY    largest request body in bytes (default 4194304, as config.properties)
   SERVE_GATEWAY_WORKERS     nginx worker processes (default 1: one handles thousands of requests/s)
-  SERVE_GATEWAY_ADMIT_PER_MODEL  predictions let through to TorchServe at once, per model and nginx
-                            worker (default 64); the next ones get 503 with Retry-After at once
-  SERVE_GATEWAY_RETRY_AFTER_S    the Retry-After of those refusals, in seconds (default 1)
+  SERVE_GATEWAY_ADMIT_PER_MODEL  a cap on predictions let through to TorchServe at once, per model and
+                            nginx worker; the next get nginx's 503 with Retry-After at once. Default 0:
+                            no cap, TorchServe's own per-model queue refuses (README "Overload" measures why)
+  SERVE_GATEWAY_RETRY_AFTER_S    the Retry-After of the gateway's own refusals, in seconds (default 1)
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class GatewaySettings:
     torchserve_key_file: Path = Path("/srv/run/key_file.json")
     max_body: int = 4 * 1024 * 1024
     workers: int = 1
-    admit_per_model: int = 64
+    admit_per_model: int = 0
     retry_after_s: int = 1
 
     @classmethod
@@ -82,6 +83,8 @@ def render(settings: GatewaySettings, state_dir: Path) -> str:
         if not value or any(character in value for character in ";{}'\" \n#$"):
             raise ValueError(f"unusable gateway setting {value!r}")
     text = TEMPLATE.read_text()
+    if not settings.admit_per_model:
+        text = "".join(line for line in text.splitlines(keepends=True) if "@ADMIT_PER_MODEL@;" not in line)
     for name, value in fields.items():
         text = text.replace(f"@{name}@", value)
     if os.geteuid() == 0:  # nginx started by root would run its workers as nobody, who cannot read the keys

@@ -3,14 +3,15 @@
     python -m loadtest.overload --model mnist --out loadtest/results/overload
 
 For each lever, a fresh server (the production entrypoint, and the gateway where the lever has
-one) is measured in three phases:
+one) runs three rounds of three phases; this machine drifts, so each round's overload is
+compared with the normal run just before it, and the median round is reported:
 - normal: wrk at the peak concurrency (64 connections), its goodput the reference;
 - overload: wrk at 10x those connections, a closed loop that sends again the moment it is
-  answered, so every refusal comes straight back as a new request; meanwhile a polite probe sends
-  one request every 20 ms and records what a single client sees (answer or refusal, latency,
-  Retry-After), and the frontend's memory is sampled every second;
-- recovery: after the load stops, the seconds until the probe's requests are answered again at
-  the normal probe latency.
+  answered, so every refusal comes straight back as a new request;
+- recovery: after the load stops, the seconds until a polite probe's requests are answered again
+  at the normal probe latency.
+All along, the probe sends one request every 20 ms and records what a single client sees (answer
+or refusal, latency, Retry-After), and the frontend's RSS and heap are sampled every second.
 Goodput is answers with status 200 per second. All traffic goes to 127.0.0.1 and is bounded in
 time. Writes overload.json and overload.md.
 """
@@ -40,6 +41,7 @@ from training.catalog import CATALOG, REPO
 PEAK_CONCURRENCY = 64
 OVERLOAD_FACTOR = 10
 PROBE_INTERVAL_S = 0.02
+ROUNDS = 3
 GATEWAY_KEY = "overload-client-key"
 
 
@@ -47,14 +49,18 @@ GATEWAY_KEY = "overload-client-key"
 class Lever:
     name: str
     job_queue_size: int | None = None   # per model (SERVE_JOB_QUEUE_SIZE); None: config.properties' 256
-    gateway_admit: int | None = None    # the gateway in front, admitting this many per model at once
+    gateway_admit: int = 0              # the gateway's own cap per model (0: none)
+
+
+    gateway: bool = False               # the pod's gateway (nginx) in front
 
 
 LEVERS = (
     Lever("TorchServe alone, job queue 256 (as shipped)"),
     Lever("TorchServe alone, job queue 32", job_queue_size=32),
     Lever("TorchServe alone, job queue 2048", job_queue_size=2048),
-    Lever("gateway admitting 64 per model", gateway_admit=64),
+    Lever("gateway in front, TorchServe's queue refuses (as shipped in the pod)", gateway=True),
+    Lever("gateway in front, admitting 64 per model", gateway=True, gateway_admit=64),
 )
 
 
@@ -121,11 +127,12 @@ def measure_lever(lever: Lever, name: str, store: Path, work: Path, seconds: flo
     bodies = BodyFiles(CATALOG[name].heldout_requests(64))
     sample = CATALOG[name].heldout_requests(1)[0]
     settings = {"SERVE_JOB_QUEUE_SIZE": str(lever.job_queue_size)} if lever.job_queue_size else {}
+    rounds, samples = [], []
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(EntrypointServer(work / "server", store, [name], settings).running())
         url, token = f"{server.inference_url}{CATALOG[name].endpoint}", read_keys(server.key_file)["inference"]
         pids = [server.process.pid]
-        if lever.gateway_admit:
+        if lever.gateway:
             gateway = stack.enter_context(GatewayProcess(
                 work / "gateway", server, [GATEWAY_KEY],
                 settings={"SERVE_GATEWAY_ADMIT_PER_MODEL": str(lever.gateway_admit)}).running())
@@ -133,11 +140,6 @@ def measure_lever(lever: Lever, name: str, store: Path, work: Path, seconds: flo
         run_wrk(url, bodies, token, PEAK_CONCURRENCY, 2, pids)  # warm-up
         probe = stack.enter_context(Probe(url, sample.body, sample.content_type, token))
         memory = {"before": frontend_memory(server)}
-        normal_start = time.monotonic()
-        normal = run_wrk(url, bodies, token, PEAK_CONCURRENCY, seconds, pids).as_dict()
-        time.sleep(1)
-        overload_start = time.monotonic()
-        samples: list[dict] = []
         sampler_stop = threading.Event()
 
         def sample_memory() -> None:
@@ -146,58 +148,69 @@ def measure_lever(lever: Lever, name: str, store: Path, work: Path, seconds: flo
 
         sampler = threading.Thread(target=sample_memory, daemon=True)
         sampler.start()
-        overload = run_wrk(url, bodies, token, OVERLOAD_FACTOR * PEAK_CONCURRENCY, seconds, pids).as_dict()
-        load_end = time.monotonic()
+        for _ in range(ROUNDS):
+            normal_start = time.monotonic()
+            normal = run_wrk(url, bodies, token, PEAK_CONCURRENCY, seconds, pids).as_dict()
+            time.sleep(1)
+            overload_start = time.monotonic()
+            overload = run_wrk(url, bodies, token, OVERLOAD_FACTOR * PEAK_CONCURRENCY, seconds, pids).as_dict()
+            load_end = time.monotonic()
+            time.sleep(recovery_window_s)
+            rounds.append({"normal": normal, "overload": overload, "goodput_share":
+                           overload["throughput_rps"] / normal["throughput_rps"],
+                           "refusals_per_second": overload["errors"] / overload["seconds"],
+                           "times": (normal_start, overload_start, load_end)})
         sampler_stop.set()
         sampler.join()
-        time.sleep(recovery_window_s)
         memory["after"] = frontend_memory(server)
         stack.pop_all().close()  # stops probe, gateway and server
 
-    normal_probe = probe.between(normal_start, overload_start - 1)
-    normal_p50_s = statistics.median(o["seconds"] for o in normal_probe if o["status"] == 200)
-    during = probe.between(overload_start, load_end)
-    refused = [o for o in during if o["status"] == 503]
-    answered = [o for o in during if o["status"] == 200]
-    peak_rss = max((s.get("rss_mb") or 0 for s in samples), default=None)
-    peak_heap = max((s.get("heap_mb") or 0 for s in samples), default=None)
+    for result in rounds:
+        normal_start, overload_start, load_end = result.pop("times")
+        normal_p50_s = statistics.median(o["seconds"] for o in probe.between(normal_start, overload_start - 1)
+                                         if o["status"] == 200)
+        result["recovery_s"] = recovery_seconds(probe, load_end, normal_p50_s)
+        result["probe_normal_p50_ms"] = round(1000 * normal_p50_s, 2)
+        during = probe.between(overload_start, load_end)
+        refused = [o for o in during if o["status"] == 503]
+        answered = [o for o in during if o["status"] == 200]
+        result["probe_during_overload"] = {
+            "sent": len(during), "answered": len(answered), "refused": len(refused),
+            "other": sorted({str(o["status"]) for o in during} - {"200", "503"}),
+            "answered_p50_ms": percentile_ms([o["seconds"] for o in answered], 50),
+            "answered_p99_ms": percentile_ms([o["seconds"] for o in answered], 99),
+            "refused_p50_ms": percentile_ms([o["seconds"] for o in refused], 50),
+            "refused_p99_ms": percentile_ms([o["seconds"] for o in refused], 99),
+            "refusals_with_retry_after": sum(o["retry_after"] is not None for o in refused)}
+    median = sorted(rounds, key=lambda result: result["goodput_share"])[len(rounds) // 2]
+    recoveries = [result["recovery_s"] for result in rounds]
     return {
-        "lever": asdict(lever),
-        "normal": normal, "overload": overload,
-        "goodput_share": overload["throughput_rps"] / normal["throughput_rps"],
-        "refusals_per_second": overload["errors"] / overload["seconds"],
-        "probe": {
-            "during_overload": {"sent": len(during), "answered": len(answered), "refused": len(refused),
-                                "other": len(during) - len(answered) - len(refused),
-                                "answered_p50_ms": percentile_ms([o["seconds"] for o in answered], 50),
-                                "answered_p99_ms": percentile_ms([o["seconds"] for o in answered], 99),
-                                "refused_p50_ms": percentile_ms([o["seconds"] for o in refused], 50),
-                                "refused_p99_ms": percentile_ms([o["seconds"] for o in refused], 99),
-                                "refusals_with_retry_after": sum(o["retry_after"] is not None for o in refused)},
-            "normal_p50_ms": round(1000 * normal_p50_s, 2),
-        },
-        "recovery_s": recovery_seconds(probe, load_end, normal_p50_s),
-        "memory": {**memory, "peak_during_overload": {"rss_mb": peak_rss, "heap_mb": peak_heap}},
+        "lever": asdict(lever), "rounds": rounds, "median_round": rounds.index(median),
+        "goodput_share": median["goodput_share"], "goodput_shares": [r["goodput_share"] for r in rounds],
+        "normal_rps": median["normal"]["throughput_rps"], "overload_goodput_rps": median["overload"]["throughput_rps"],
+        "refusals_per_second": median["refusals_per_second"],
+        "recovery_s_worst": None if None in recoveries else max(recoveries),
+        "memory": {**memory, "peak": {"rss_mb": max((s.get("rss_mb") or 0 for s in samples), default=None),
+                                      "heap_mb": max((s.get("heap_mb") or 0 for s in samples), default=None)}},
     }
 
 
 def markdown(report: dict) -> str:
     lines = [f"# Overload: {report['model']}, {OVERLOAD_FACTOR}x {PEAK_CONCURRENCY} connections "
-             f"({report['seconds']} s a phase, {report['date']})", "",
-             "| lever | normal req/s | goodput under overload | share | refusals/s | probe refused p50/p99 ms "
-             "| Retry-After | recovery s | frontend RSS MiB before/peak/after |",
+             f"({report['seconds']} s a phase, median of {ROUNDS} rounds, {report['date']})", "",
+             "| lever | normal req/s | goodput under overload | share (3 rounds) | refusals/s "
+             "| probe refused p50/p99 ms | Retry-After | recovery s (worst) | frontend RSS MiB before/peak/after |",
              "|---|---:|---:|---:|---:|---:|---|---:|---|"]
     for result in report["levers"]:
-        probe = result["probe"]["during_overload"]
+        probe = result["rounds"][result["median_round"]]["probe_during_overload"]
         memory = result["memory"]
-        retry_after = f"{probe['refusals_with_retry_after']}/{probe['refused']}"
+        shares = ", ".join(f"{share:.2f}" for share in result["goodput_shares"])
         lines.append(
-            f"| {result['lever']['name']} | {result['normal']['throughput_rps']:,.0f} "
-            f"| {result['overload']['throughput_rps']:,.0f} | {result['goodput_share']:.2f} "
-            f"| {result['refusals_per_second']:,.0f} | {probe['refused_p50_ms']} / {probe['refused_p99_ms']} "
-            f"| {retry_after} | {result['recovery_s']} "
-            f"| {memory['before'].get('rss_mb')} / {memory['peak_during_overload']['rss_mb']} / "
-            f"{memory['after'].get('rss_mb')} |")
+            f"| {result['lever']['name']} | {result['normal_rps']:,.0f} | {result['overload_goodput_rps']:,.0f} "
+            f"| {result['goodput_share']:.2f} ({shares}) | {result['refusals_per_second']:,.0f} "
+            f"| {probe['refused_p50_ms']} / {probe['refused_p99_ms']} "
+            f"| {probe['refusals_with_retry_after']}/{probe['refused']} | {result['recovery_s_worst']} "
+            f"| {memory['before'].get('rss_mb')} / {memory['peak']['rss_mb']} / {memory['after'].get('rss_mb')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -219,9 +232,9 @@ def main(argv=None) -> int:
         for index, lever in enumerate(levers):
             result = measure_lever(lever, args.model, store, work / f"lever{index}", args.seconds,
                                    args.recovery_window)
-            print(f"{lever.name}: goodput {result['overload']['throughput_rps']:,.0f} of "
-                  f"{result['normal']['throughput_rps']:,.0f} req/s ({result['goodput_share']:.2f}), "
-                  f"{result['refusals_per_second']:,.0f} refusals/s, recovery {result['recovery_s']} s", flush=True)
+            print(f"{lever.name}: goodput {result['overload_goodput_rps']:,.0f} of {result['normal_rps']:,.0f} "
+                  f"req/s ({result['goodput_shares']}), {result['refusals_per_second']:,.0f} refusals/s, "
+                  f"recovery {result['recovery_s_worst']} s", flush=True)
             results.append(result)
     report = {"model": args.model, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": args.seconds,
               "machine": {"cores": psutil.cpu_count()}, "levers": results}

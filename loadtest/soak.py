@@ -269,9 +269,15 @@ def plot(report: dict, path: Path) -> None:
     snapshots = report["snapshots"]
     x = [s["requests"] for s in snapshots]
     fig, (workers_ax, frontend_ax, latency_ax) = plt.subplots(1, 3, figsize=(15, 3.5))
-    for model in report["models"]:
-        workers_ax.plot(x, [s["workers_rss_mb"][model] for s in snapshots], label=model)
-    workers_ax.set(xlabel="requests", ylabel="MiB", title="worker RSS (all workers of a model)")
+    for colour, model in zip(("C0", "C1", "C2", "C3", "C4"), report["models"]):
+        lives: dict[str, list[tuple[int, float]]] = {}  # one line per worker process, from start to kill
+        for snapshot in snapshots:
+            for pid, rss in snapshot.get("worker_rss_mb_by_pid", {}).get(model, {}).items():
+                if rss > 0:  # a killed worker not yet reaped reads 0
+                    lives.setdefault(pid, []).append((snapshot["requests"], rss))
+        for index, life in enumerate(lives.values()):
+            workers_ax.plot(*zip(*life), color=colour, linewidth=1, label=model if index == 0 else None)
+    workers_ax.set(xlabel="requests", ylabel="MiB", title="RSS of each worker process")
     workers_ax.legend()
     frontend_ax.plot(x, [s.get("frontend_rss_mb") for s in snapshots], label="RSS")
     if any(s.get("frontend_heap_mb") is not None for s in snapshots):

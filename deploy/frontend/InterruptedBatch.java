@@ -24,7 +24,7 @@ public final class InterruptedBatch {
 
     private InterruptedBatch() {}
 
-    /** Called by Model.pollBatch (rewritten by RequeueInterruptedBatch) on InterruptedException. */
+    /** Called by Model.pollBatch (rewritten by PatchFrontend) on InterruptedException. */
     public static void requeue(Model model, Map<String, Job> taken) {
         if (taken == null || taken.isEmpty()) {
             return;

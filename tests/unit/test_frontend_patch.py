@@ -1,4 +1,7 @@
-"""Our patch to TorchServe's Java frontend (deploy/frontend_patch.py): applied, and only to 0.12.0."""
+"""Our patch to TorchServe's Java frontend (deploy/frontend_patch.py): applied, and only to 0.12.0.
+
+What the patched frontend does is tested on a running TorchServe: tests/integration/test_faults.py
+(no request lost in a kill loop) and test_overload.py (Retry-After on 503)."""
 
 from __future__ import annotations
 
@@ -17,23 +20,38 @@ def test_the_installed_frontend_carries_the_patch():
     assert frontend_patch.main(["--check"]) == 0
 
 
+def disassembled(jar, name: str) -> str:
+    return subprocess.run(["javap", "-c", "-p", "-cp", str(jar), name.replace("/", ".")],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def method_code(listing: str, header: str) -> str:
+    code = listing[listing.index(header):]
+    return code.split("\n\n")[0]
+
+
 @pytest.mark.skipif(shutil.which("javap") is None, reason="needs the JDK's javap")
-def test_pollbatch_hands_interrupted_jobs_back_and_the_original_body_is_kept():
+def test_each_rewritten_method_wraps_the_original_which_is_kept():
     jar = frontend_patch.installed_jar()
-    listing = subprocess.run(["javap", "-c", "-p", "-cp", str(jar), "org.pytorch.serve.wlm.Model"],
-                             capture_output=True, text=True, check=True).stdout
-    guard = listing[listing.index("public void pollBatch("):]
-    guard = guard[:guard.index("Exception table")]
-    assert "pollBatchUnguarded" in guard and "InterruptedBatch.requeue" in guard and "athrow" in guard
-    assert "void pollBatchUnguarded(java.lang.String, long, java.util.Map" in listing
+    model = disassembled(jar, "org/pytorch/serve/wlm/Model")
+    poll = method_code(model, "public void pollBatch(")
+    assert "pollBatchUnpatched" in poll and "InterruptedBatch.requeue" in poll and "athrow" in poll
+    assert "Exception table" in poll and "java/lang/InterruptedException" in poll
+    assert "void pollBatchUnpatched(java.lang.String, long, java.util.Map" in model
+    netty = disassembled(jar, "org/pytorch/serve/util/NettyUtils")
+    send = method_code(netty, "public static void sendHttpResponse(")
+    assert send.index("RetryAfter.onResponse") < send.index("sendHttpResponseUnpatched")
     with zipfile.ZipFile(jar) as archive:
-        assert frontend_patch.HELPER_CLASS in archive.namelist()
+        names = set(archive.namelist())
+    assert {"torchservemodels/frontend/InterruptedBatch.class", "torchservemodels/frontend/RetryAfter.class"} <= names
+    assert all(f"{frontend_patch.ORIGINALS}{name}.class" in names for name in frontend_patch.PATCHED_CLASSES)
 
 
 def test_a_frontend_other_than_0_12_0_is_refused(tmp_path):
     jar = tmp_path / "model-server.jar"
     with zipfile.ZipFile(jar, "w") as archive:
-        archive.writestr(frontend_patch.MODEL_CLASS, b"\xca\xfe\xba\xbe not TorchServe 0.12.0's class")
+        for name in frontend_patch.PATCHED_CLASSES:
+            archive.writestr(f"{name}.class", b"\xca\xfe\xba\xbe not TorchServe 0.12.0's class")
     with pytest.raises(frontend_patch.PatchError, match="0.12.0"):
         frontend_patch.apply(jar)
     assert frontend_patch.main(["--check", "--jar", str(jar)]) == 1

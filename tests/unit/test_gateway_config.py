@@ -25,6 +25,8 @@ def test_the_rendered_config_and_its_script_pass_nginxs_own_check(tmp_path):
     text = render(settings, tmp_path)
     assert "client_max_body_size 1234;" in text
     assert "limit_conn per_model 48;" in text and "add_header Retry-After 2 always;" in text
+    uncapped = render(GatewaySettings(tmp_path / "keys"), tmp_path)
+    assert "limit_conn per_model" not in uncapped and nginx_accepts(uncapped, tmp_path).returncode == 0
 
 
 def test_a_broken_template_is_caught_by_the_same_check(tmp_path):
