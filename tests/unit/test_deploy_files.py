@@ -73,7 +73,8 @@ def test_image_copies_only_archives_checksums_config_and_deploy_code(dockerfile)
     sources = [source for line in re.findall(r"^COPY (?!--from)(.+?)\s+\S+$", dockerfile.replace("\\\n", " "), re.M)
                for source in line.split()]
     allowed = re.compile(r"^(\$\{MODEL_STORE\}/\*\.mar|\$\{MODEL_STORE\}/SHA256SUMS|config\.properties|"
-                         r"deploy/[a-z_]+\.py|deploy/requirements-serve\.txt|deploy/config/(log4j2\.xml|gateway\.nginx\.conf|gateway\.js))$")
+                         r"deploy/[a-z_]+\.py|deploy/requirements-serve\.txt|deploy/frontend/\*\.java|"
+                         r"deploy/config/(log4j2\.xml|gateway\.nginx\.conf|gateway\.js))$")
     assert sources and all(allowed.match(source) for source in sources), sources
 
 
