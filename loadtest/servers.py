@@ -51,7 +51,9 @@ def build_store(artifacts: Path, store: Path, models: list[str], stock: bool,
     """Archive `models` from `artifacts` (their shipped variant, or `variant`) with the shipped
     model-config, or for stock only the handler's input limits; `model_config_overrides` applied on
     top (a nested `handler` dict merges into the handler section)."""
-    configs = store / "model-config"
+    # Beside the store, not in it: stock TorchServe loads every entry of its store as a model, and a
+    # config folder in there became a model whose workers crash-looped next to the one measured.
+    configs = store.with_name(f"{store.name}-model-config")
     configs.mkdir(parents=True, exist_ok=True)
     for name in models:
         config = CATALOG[name].model_config()
