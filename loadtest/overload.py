@@ -34,6 +34,7 @@ import requests
 from deploy.client import read_keys
 from loadtest.launcher import EntrypointServer, GatewayProcess
 from loadtest.load import BodyFiles, run_wrk
+from loadtest.openloop import percentile_ms
 from loadtest.soak import java_heap_used_mb
 from training.archive import archive
 from training.catalog import CATALOG, REPO
@@ -50,8 +51,6 @@ class Lever:
     name: str
     job_queue_size: int | None = None   # per model (SERVE_JOB_QUEUE_SIZE); None: config.properties' 256
     gateway_admit: int = 0              # the gateway's own cap per model (0: none)
-
-
     gateway: bool = False               # the pod's gateway (nginx) in front
 
 
@@ -96,13 +95,6 @@ class Probe:
 
     def between(self, start: float, end: float) -> list[dict]:
         return [outcome for outcome in self.outcomes if start <= outcome["sent"] < end]
-
-
-def percentile_ms(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(1000 * ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))], 2)
 
 
 def frontend_memory(server: EntrypointServer) -> dict:
@@ -177,10 +169,10 @@ def measure_lever(lever: Lever, name: str, store: Path, work: Path, seconds: flo
         result["probe_during_overload"] = {
             "sent": len(during), "answered": len(answered), "refused": len(refused),
             "other": sorted({str(o["status"]) for o in during} - {"200", "503"}),
-            "answered_p50_ms": percentile_ms([o["seconds"] for o in answered], 50),
-            "answered_p99_ms": percentile_ms([o["seconds"] for o in answered], 99),
-            "refused_p50_ms": percentile_ms([o["seconds"] for o in refused], 50),
-            "refused_p99_ms": percentile_ms([o["seconds"] for o in refused], 99),
+            "answered_p50_ms": percentile_ms(sorted(o["seconds"] for o in answered), 50),
+            "answered_p99_ms": percentile_ms(sorted(o["seconds"] for o in answered), 99),
+            "refused_p50_ms": percentile_ms(sorted(o["seconds"] for o in refused), 50),
+            "refused_p99_ms": percentile_ms(sorted(o["seconds"] for o in refused), 99),
             "refusals_with_retry_after": sum(o["retry_after"] is not None for o in refused)}
     median = sorted(rounds, key=lambda result: result["goodput_share"])[len(rounds) // 2]
     recoveries = [result["recovery_s"] for result in rounds]

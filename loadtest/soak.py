@@ -211,7 +211,8 @@ def soak(client: TorchServeClient, total: int, concurrency: int, sample_every: i
         if injector is not None:
             injector.after(done)
         if done % sample_every == 0 and not (injector and injector.restarting.is_set()):
-            with suppress_connection_errors():
+            # a sample during a restart finds no management API (or key file): that sample is skipped
+            with contextlib.suppress(OSError, ValueError, psutil.Error):
                 snapshot = memory_snapshot(client, models, done)
                 snapshot["at_s"] = round(time.monotonic() - started, 3)
                 with lock:
@@ -248,16 +249,6 @@ def soak(client: TorchServeClient, total: int, concurrency: int, sample_every: i
         "snapshots": snapshots,
         "timeline": timeline[:: max(len(timeline) // 5000, 1)],  # (answered at s, latency s), thinned
     }
-
-
-class suppress_connection_errors:
-    """A memory sample during a restart finds no management API: that sample is skipped."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, _value, _traceback) -> bool:
-        return kind is not None and issubclass(kind, (OSError, ValueError, psutil.Error))
 
 
 def plot(report: dict, path: Path) -> None:

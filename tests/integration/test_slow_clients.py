@@ -18,6 +18,7 @@ import time
 import pytest
 
 from loadtest.launcher import EntrypointServer
+from loadtest.openloop import percentile_ms
 from loadtest.soak import java_heap_used_mb
 from tests.heldout import mnist_test_digits
 from tests.images import png_of_pixels
@@ -110,8 +111,7 @@ def timed_predictions(client, body: bytes, seconds: float) -> tuple[list[int], l
 
 
 def p99_ms(latencies: list[float]) -> float:
-    ordered = sorted(latencies)
-    return 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    return percentile_ms(sorted(latencies), 99)
 
 
 def heap_after_full_gc_mb(pid: int) -> float:
