@@ -22,6 +22,8 @@ from training.catalog import CATALOG
 BURST_CONNECTIONS = 640
 BURST_S = 3
 QUEUE = 8
+AFTER_S = 3
+RECOVERY_BOUND_S = 2
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def test_a_burst_past_the_queue_gets_quick_503s_with_retry_after_and_nothing_els
     with Probe(url, sample.body, sample.content_type, token) as probe:
         burst = run_wrk(url, bodies, token, BURST_CONNECTIONS, BURST_S, [server.process.pid])
         burst_end = time.monotonic()
-        time.sleep(1)
+        time.sleep(AFTER_S)
     during = probe.between(0, burst_end)
     refused = [outcome for outcome in during if outcome["status"] == 503]
     print(f"burst of {BURST_CONNECTIONS} connections: {burst.requests} requests, {burst.errors} non-2xx, "
@@ -55,6 +57,14 @@ def test_a_burst_past_the_queue_gets_quick_503s_with_retry_after_and_nothing_els
     next_request = requests.post(url, data=sample.body, headers={"Authorization": f"Bearer {token}",
                                                              "Content-Type": sample.content_type}, timeout=10)
     assert next_request.status_code == 200  # recovered: the next request after the burst is served
+    # wrk's exit does not end the burst inside the frontend: requests it had already read still fill the
+    # queue for a moment, so a few more quick 503s may follow; then every probe is answered.
     after = probe.between(burst_end, float("inf"))
-    assert after and all(outcome["status"] == 200 for outcome in after)
+    statuses = [outcome["status"] for outcome in after]
+    assert 200 in statuses
+    first_answered = statuses.index(200)
+    assert set(statuses[:first_answered]) <= {503} and set(statuses[first_answered:]) == {200}
+    print(f"after the burst: {first_answered} more refusals, first answer "
+          f"{after[first_answered]['sent'] - burst_end:.3f} s after wrk's exit")
+    assert after[first_answered]["sent"] - burst_end < RECOVERY_BOUND_S
     assert server.frontend().memory_info().rss < rss_before + 512 * 2**20  # the burst left no heap behind
