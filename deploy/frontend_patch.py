@@ -1,4 +1,5 @@
-"""Our patch to TorchServe 0.12's Java frontend: no request lost when a worker dies, and 503s say when to retry.
+"""Our patch to TorchServe 0.12's Java frontend: no request lost when a worker dies, 503s say when to
+retry, and the Open Inference Protocol works with clients no one here wrote.
 
     python -m deploy.frontend_patch           # patch the installed model-server.jar (idempotent)
     python -m deploy.frontend_patch --check   # exit 0 if it is patched, 1 if not
@@ -11,10 +12,15 @@
    that may have crashed a worker is not tried on the next one.
 2. TorchServe's 503s (a model's queue full, no worker ready) carry no Retry-After; patched, every
    503 says `Retry-After: 1` (deploy/frontend/RetryAfter.java).
+3. TorchServe's Open Inference Protocol (KServe v2) is unusable by standard clients: its gRPC
+   service has a TorchServe-only name, ignores `raw_input_contents` and request parameters, and
+   misreads BYTES outputs; readiness is always true; model metadata is empty over gRPC and not
+   routed over REST; and a request the handler refused is answered OK over gRPC. Patched, all
+   of these (deploy/frontend/OpenInference.java, OipJob.java; README "Protocols").
 
-TorchServe is archived, so the fixes are ours. deploy/frontend/PatchFrontend.java rewrites one
-method in each of two classes with the JDK's own ASM: the method is renamed and a wrapper of the
-old name calls our helper and the original (install time: javac and java, nothing downloaded).
+TorchServe is archived, so the fixes are ours. deploy/frontend/PatchFrontend.java rewrites methods
+of six classes with the JDK's own ASM: each method is renamed and a wrapper of the old name calls
+our helper and the original (install time: javac and java, nothing downloaded).
 `make venv` and the image build apply it; the entrypoint refuses to start an unpatched frontend.
 
 The jar is rebuilt next to the original and swapped in with one rename. The original classes are
@@ -36,12 +42,19 @@ from pathlib import Path
 
 SOURCES = Path(__file__).resolve().parent / "frontend"
 REWRITER = SOURCES / "PatchFrontend.java"
-HELPERS = (SOURCES / "InterruptedBatch.java", SOURCES / "RetryAfter.java")
+HELPERS = tuple(SOURCES / name for name in ("InterruptedBatch.java", "RetryAfter.java", "OpenInference.java",
+                                            "OipJob.java"))
 HELPER_PACKAGE = "torchservemodels/frontend/"
 # TorchServe 0.12.0's classes: each rewrite is reviewed against this class and no other.
 PATCHED_CLASSES = {
     "org/pytorch/serve/wlm/Model": "7c5523f1fe77fe79aa32665469e17725e70518692abcf4987989ef72f10d4cff",
     "org/pytorch/serve/util/NettyUtils": "705f3daad4559394afa0152e71fc358fc14baab42133c2cc09e3726e11c52933",
+    "org/pytorch/serve/ModelServer": "779d0df5bfc17c5ad09ac46d63d9a017d48a4cd68c1b7464de914d3cb40190b9",
+    "org/pytorch/serve/grpcimpl/OpenInferenceProtocolImpl":
+        "ba8370dbc201f55076081b2cd86eef1b0d505a89e1cefbb938ffcf4d5015f63c",
+    "org/pytorch/serve/http/api/rest/OpenInferenceProtocolRequestHandler":
+        "b267a0bb73ad5f8ebcf2885ef3337d9ed6fbb0640201d3ca74bd9b140a226593",
+    "org/pytorch/serve/job/GRPCJob": "37d38e228b6314e854c0ab05d7488eb29ade8239683289b36d027357784058ce",
 }
 ORIGINALS = "META-INF/torchserve-models/original/"
 MARKER = "META-INF/torchserve-models/patch.properties"
@@ -122,7 +135,8 @@ def apply(jar: Path) -> bool:
             replaced[f"{ORIGINALS}{name}.class"] = data
         for helper in sorted((work / "helpers").rglob("*.class")):
             replaced[helper.relative_to(work / "helpers").as_posix()] = helper.read_bytes()
-        replaced[MARKER] = (f"patch=re-queue a dying worker's half-collected batch; Retry-After on every 503\n"
+        replaced[MARKER] = (f"patch=re-queue a dying worker's half-collected batch; Retry-After on every 503; "
+                            f"Open Inference Protocol for standard clients\n"
                             f"patch_sha256={patch_digest()}\n").encode()
         rebuilt = jar.with_name(jar.name + ".patching")
         with zipfile.ZipFile(jar) as source, zipfile.ZipFile(rebuilt, "w", zipfile.ZIP_DEFLATED) as target:
