@@ -8,6 +8,11 @@ and may override split_request() when one HTTP request carries several examples 
 its body), and request_options() when a request carries options besides its payload (e.g.
 ResNet's top-k header).
 
+The Open Inference Protocol (KServe v2; handlers/oip.py) arrives at the same handle(), REST and
+gRPC alike: a subclass declares its `signature` and answers `oip_outputs(answers, options)`, the
+v2 tensors of its usual answers, and may read request parameters in `oip_options()`. A v2
+request's examples go through the same decode_request, batch and encode_responses as any other.
+
 What the base adds over TorchServe's BaseHandler: each request of a batch is validated on its
 own, so a bad one gets its own 4xx JSON answer (via context.set_response_status) while its
 neighbours are computed normally; limits come from the model's model-config.yaml `handler:`
@@ -34,6 +39,7 @@ from ts.metrics.dimension import Dimension
 from ts.metrics.metric_type_enum import MetricTypes
 from ts.torch_handler.base_handler import BaseHandler
 
+from handlers import oip
 from handlers.transforms.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -46,7 +52,9 @@ def error_body(status: int, message: str) -> dict:
 
 class ServingHandler(BaseHandler):
     # Defaults for the model-config.yaml `handler:` keys this handler reads; subclasses extend.
-    default_settings: dict = {"torch_threads": None}
+    default_settings: dict = {"torch_threads": None, "max_examples_per_request": 32}
+    signature: oip.Signature  # the model's v2 input and outputs
+    oip_elements_are_binary = False  # a v2 JSON string element is base64 (images), not text
 
     def initialize(self, context):
         yaml_config = getattr(context, "model_yaml_config", None) or {}
@@ -88,6 +96,18 @@ class ServingHandler(BaseHandler):
         """One answer per example; `options[i]` are the request options of example i."""
         raise NotImplementedError
 
+    def oip_options(self, parameters: dict) -> dict:
+        """A v2 request's options from its parameters; raise InputError for a bad one. Default: none."""
+        return {}
+
+    def examples_from_elements(self, elements: list, options: dict) -> list:
+        """A v2 request's input elements -> what decode_request takes. Default: the elements."""
+        return elements
+
+    def oip_outputs(self, answers: list, options: dict) -> list[oip.Tensor]:
+        """The v2 output tensors of one request's answers (those of encode_responses)."""
+        raise NotImplementedError
+
     # --- the request path ------------------------------------------------------------------
     @staticmethod
     def request_payload(row: dict):
@@ -105,24 +125,35 @@ class ServingHandler(BaseHandler):
         started = time.perf_counter()
         self.context = context
         answers: list = [None] * len(data)
-        examples, options, spans = [], [], []  # spans: (request index, first example, end, answer_is_a_list)
+        # spans: (request index, first example, end, answer form: a list? or the v2 request)
+        examples, options, spans = [], [], []
         rejected: Counter[int] = Counter()  # HTTP status -> requests of this batch answered with it
         for idx, row in enumerate(data):
             context.set_response_content_type(idx, "application/json")
+            v2_request = False
             try:
-                request_options = self.request_options(row, idx)
-                items, many = self.split_request(self.request_payload(row), request_options)
+                payload = self.request_payload(row)
+                headers = context.get_all_request_header(idx) or {}
+                v2_request = oip.is_infer_request(payload) or oip.is_binary_infer_request(headers)
+                if v2_request:
+                    form = oip.parse_request(payload, headers, self.signature,
+                                              self.settings["max_examples_per_request"], self.oip_elements_are_binary)
+                    request_options = self.oip_options(form.parameters)
+                    items = self.examples_from_elements(form.elements, request_options)
+                else:
+                    request_options = self.request_options(row, idx)
+                    items, form = self.split_request(payload, request_options)
                 decoded = [self.decode_request(item) for item in items]
             except InputError as error:
-                answers[idx] = self._reject(context, idx, error.status, error.message)
+                answers[idx] = self._reject(context, idx, error.status, error.message, v2_request)
                 rejected[error.status] += 1
                 continue
             except Exception:  # a bug in decoding one request must not fail its neighbours
                 logger.exception("decoding request %d failed", idx)
-                answers[idx] = self._reject(context, idx, 500, "internal error while decoding the input")
+                answers[idx] = self._reject(context, idx, 500, "internal error while decoding the input", v2_request)
                 rejected[500] += 1
                 continue
-            spans.append((idx, len(examples), len(examples) + len(decoded), many))
+            spans.append((idx, len(examples), len(examples) + len(decoded), form))
             examples.extend(decoded)
             options.extend([request_options] * len(decoded))
 
@@ -133,8 +164,12 @@ class ServingHandler(BaseHandler):
             outputs = self.forward(batch)
             model_seconds = time.perf_counter() - preprocessed
             encoded = self.encode_responses(outputs, options)
-            for idx, start, end, many in spans:
-                answers[idx] = encoded[start:end] if many else encoded[start]
+            for idx, start, end, form in spans:
+                if isinstance(form, oip.InferRequest):
+                    answers[idx] = oip.response(context.model_name, self.model_version,
+                                                form, self.oip_outputs(encoded[start:end], options[start]))
+                else:
+                    answers[idx] = encoded[start:end] if form else encoded[start]
         self._record_metrics(context, rejected, preprocessed - started, model_seconds, len(examples),
                              handler_ms=(time.perf_counter() - started) * 1000)
         return answers
@@ -171,7 +206,11 @@ class ServingHandler(BaseHandler):
             metrics.add_time("HandlerModelSeconds", model_seconds, first, "s", [model], MetricTypes.HISTOGRAM)
             metrics.add_metric("HandlerBatchExamples", examples, "count", first, [model], MetricTypes.HISTOGRAM)
 
+    @property
+    def model_version(self) -> str:
+        return str((self.manifest or {}).get("model", {}).get("modelVersion", ""))
+
     @staticmethod
-    def _reject(context, idx: int, status: int, message: str) -> dict:
+    def _reject(context, idx: int, status: int, message: str, v2_request: bool = False) -> dict:
         context.set_response_status(status, HTTPStatus(status).phrase, idx)
-        return error_body(status, message)
+        return oip.error_body(message) if v2_request else error_body(status, message)

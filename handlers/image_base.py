@@ -10,6 +10,7 @@ from handlers.transforms.images import decode_image
 class ImageHandler(ServingHandler):
     default_settings = {**ServingHandler.default_settings,
                         "max_image_bytes": 4 * 1024 * 1024, "max_image_pixels": 16_000_000, "min_image_side": 8}
+    oip_elements_are_binary = True
 
     def decode_request(self, payload):
         return self.image_to_tensor(self.payload_to_image(payload))

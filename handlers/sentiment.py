@@ -7,6 +7,10 @@ are read as JSON when they start with "{" or "[" (e.g. `application/json; charse
 A text is judged whole, however long (up to `max_text_chars`): see handlers/transforms/text.py.
 Per-sentence scores come with {"text": ..., "sentences": true} or the header `X-Sentences: true`
 (for every text of the request): "sentences": [{"start", "end", "label", "score"}, ...].
+
+Open Inference Protocol: input "text" (BYTES, one UTF-8 text per element); outputs "label"
+(BYTES [n]) and "score" (FP32 [n], the probability of that label). Per-sentence scores are not
+offered there.
 """
 
 import json
@@ -15,6 +19,7 @@ from pathlib import Path
 import torch
 
 from handlers.base import ServingHandler
+from handlers.oip import Signature, Tensor
 from handlers.transforms import text
 from handlers.transforms.errors import InputError
 
@@ -34,6 +39,8 @@ def parse_flag(value, name: str) -> bool:
 class SentimentHandler(ServingHandler):
     default_settings = {**ServingHandler.default_settings, "max_text_chars": 20000, "max_texts_per_request": 32,
                         "max_request_chars": 100000}
+    signature = Signature(input=Tensor("text", "BYTES", (-1,)),
+                          outputs=(Tensor("label", "BYTES", (-1,)), Tensor("score", "FP32", (-1,))))
 
     def initialize(self, context):
         super().initialize(context)
@@ -78,6 +85,11 @@ class SentimentHandler(ServingHandler):
             raise InputError(f"{total} characters in one request; the limit is {limit}", status=413)
         return [(item, sentences) for item in texts], many
 
+    def examples_from_elements(self, elements, options):
+        """v2 texts go through the same checks and limits as a JSON list of texts."""
+        texts = [text.decode_utf8(element) if isinstance(element, bytes) else element for element in elements]
+        return self.split_request(texts, options)[0]
+
     def decode_request(self, item):
         document, sentences = item
         return self.vocabulary.encode_document(document, sentences)
@@ -98,3 +110,8 @@ class SentimentHandler(ServingHandler):
 
     def encode_responses(self, scores, options):
         return [text.document_response(score) for score in scores]
+
+    def oip_outputs(self, answers, options):
+        label, score = self.signature.outputs
+        return [Tensor(label.name, label.datatype, (len(answers),), [answer["label"] for answer in answers]),
+                Tensor(score.name, score.datatype, (len(answers),), [answer["score"] for answer in answers])]

@@ -6,13 +6,16 @@
 The .mar holds the shipped TorchScript file (int8 where it passed the accuracy gate of
 training/optimize.py, else fp32), the handler, the whole `handlers` package (so the handler
 imports the same transforms training used), every JSON the export wrote (metadata,
-vocabularies, class names) and handlers/config/<name>.yaml as model-config.
+vocabularies, class names), oip_metadata.json (the handler's Open Inference Protocol signature,
+which the patched frontend serves as the model's v2 metadata) and handlers/config/<name>.yaml as
+model-config.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -57,6 +60,10 @@ def archive(name: str, artifacts: Path, store: Path, model_config: Path | None =
         shutil.copytree(REPO / "handlers", staging / "handlers",
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "config"))
         extra = [str(staging)] + [str(path) for path in sorted(model_dir.glob("*.json"))]
+        if name in CATALOG:  # (not the test-only variants of tests/integration/test_faults.py)
+            oip_metadata = staging / "oip_metadata.json"
+            oip_metadata.write_text(json.dumps(CATALOG[name].handler_class().signature.metadata(), indent=2))
+            extra.append(str(oip_metadata))
         subprocess.run([
             str(Path(sys.executable).with_name("torch-model-archiver")),
             "--model-name", name, "--version", version,

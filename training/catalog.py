@@ -22,6 +22,7 @@ and long_requests(count) -> list[Sample], its longest normal requests (`make ben
 from __future__ import annotations
 
 import importlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,18 @@ class ModelEntry:
     @property
     def endpoint(self) -> str:
         return f"/predictions/{self.name}"
+
+    @property
+    def v2_endpoint(self) -> str:
+        """The Open Inference Protocol's REST inference route (README "Protocols")."""
+        return f"/v2/models/{self.name}/infer"
+
+    def v2_element(self, sample) -> bytes:
+        """A held-out request's example as one element of the model's v2 BYTES input: the encoded
+        image, or the text (UTF-8) of a {"text": ...} request."""
+        if self.input_kind == "image":
+            return sample.body
+        return json.loads(sample.body)["text"].encode()
 
     @property
     def training_module(self) -> str:
