@@ -10,7 +10,9 @@ Every variable is optional; the defaults are the secure host defaults of config.
   SERVE_MANAGEMENT_ADDRESS   default http://127.0.0.1:8081; must stay on loopback
   SERVE_METRICS_ADDRESS      default http://127.0.0.1:8082; on loopback unless SERVE_METRICS_PUBLIC=true
   SERVE_METRICS_PUBLIC       true: let metrics bind a non-loopback address (scraping; see deploy/k8s)
-  SERVE_GRPC_INFERENCE_PORT, SERVE_GRPC_MANAGEMENT_PORT   gRPC ports (loopback only, as shipped)
+  SERVE_GRPC_INFERENCE_ADDRESS  the host gRPC inference binds (default 127.0.0.1; the container
+                             image sets 0.0.0.0); same token rule as HTTP inference
+  SERVE_GRPC_INFERENCE_PORT, SERVE_GRPC_MANAGEMENT_PORT   gRPC ports (management: loopback only)
   SERVE_CPU_COUNT            cores to plan for (default: CPU affinity, capped by the cgroup CPU quota)
   SERVE_GPU_COUNT            GPUs to use (default: the /dev/nvidiaN devices this container sees)
   SERVE_WORKERS_PER_MODEL    workers per model on a CPU host (default: each archive's minWorkers)
@@ -92,6 +94,14 @@ def _address(env: dict, key: str, default: str, loopback_only: bool) -> str:
     return address
 
 
+def _host(env: dict, key: str) -> str | None:
+    """A bare host or IP address (gRPC binds a host, not a URL); None when unset."""
+    value = env.get(key, "")
+    if value and not re.fullmatch(r"[A-Za-z0-9.:-]+", value):
+        raise SettingsError(f"{key}={value!r} must be a host or IP address such as 0.0.0.0")
+    return value or None
+
+
 def _positive_int(env: dict, key: str, default: int | None) -> int | None:
     value = env.get(key)
     if value in (None, ""):
@@ -131,6 +141,7 @@ class ServeSettings:
     management_address: str
     metrics_address: str
     grpc_ports: dict[str, int | None]
+    grpc_inference_address: str | None  # None: config.properties' (127.0.0.1)
     cpu_count: int
     gpu_count: int
     workers_per_model: int | None   # None: each archive's own minWorkers; on a GPU host: per GPU x GPUs
@@ -168,6 +179,8 @@ class ServeSettings:
         for name, port in self.grpc_ports.items():
             if port is not None:
                 settings[f"grpc_{name}_port"] = str(port)
+        if self.grpc_inference_address:
+            settings["grpc_inference_address"] = self.grpc_inference_address
         return settings
 
     def model_config(self, plan: ServePlan, model: str) -> dict:
@@ -227,6 +240,7 @@ def settings_from_env(env: dict[str, str] | None = None, need_models: bool = Tru
                                  loopback_only=not metrics_public),
         grpc_ports={"inference": _positive_int(env, "SERVE_GRPC_INFERENCE_PORT", None),
                     "management": _positive_int(env, "SERVE_GRPC_MANAGEMENT_PORT", None)},
+        grpc_inference_address=_host(env, "SERVE_GRPC_INFERENCE_ADDRESS"),
         cpu_count=cpu_count, gpu_count=gpu_count, workers_per_model=workers,
         threads_per_worker=_positive_int(env, "SERVE_THREADS_PER_WORKER", None),
         batch_size=_positive_int(env, "SERVE_BATCH_SIZE", None),

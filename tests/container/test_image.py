@@ -46,7 +46,7 @@ def test_only_inference_is_published_and_on_the_hosts_loopback_only(server):
 def test_management_and_metrics_are_unreachable_from_the_host(server):
     container_ip = server.container_ip()
     assert connects(container_ip, 8080), "the container's address answers no port at all: the check proves nothing"
-    for port in (8081, 8082):  # bound to the container's loopback
+    for port in (8081, 8082, 7071):  # management, metrics, gRPC management: bound to the container's loopback
         assert not connects(container_ip, port), port
 
 

@@ -29,6 +29,12 @@ def test_grpc_apis_bind_only_to_loopback(config):
     assert config["grpc_management_address"] == "127.0.0.1"
 
 
+def test_the_open_inference_protocol_shares_the_inference_ports_and_their_token(config):
+    # REST /v2 on inference_address, gRPC on grpc_inference_address: no port of its own to guard
+    assert config["ts_open_inference_protocol"] == "true"
+    assert config["disable_token_authorization"] == "false"
+
+
 def test_inference_binds_to_loopback_by_default(config):
     assert urlparse(config["inference_address"]).hostname == "127.0.0.1"
 

@@ -21,6 +21,7 @@ VENV_BIN = Path(sys.executable).parent
 K8S_VERSION = "1.37.0"
 OVERLAYS = ["cpu", "gpu"]
 GATEWAY_PORT, INFERENCE_PORT, MANAGEMENT_PORT, METRICS_PORT = 8000, 8080, 8081, 8082
+GRPC_INFERENCE_PORT = 7070
 
 
 # --- Dockerfile --------------------------------------------------------------------------------
@@ -46,7 +47,8 @@ def stages(dockerfile: str) -> dict[str, str]:
     return dict(re.findall(r"^FROM \S+ AS ([\w-]+)\n(.*?)(?=^FROM |\Z)", dockerfile, re.M | re.S))
 
 
-IMAGES = {"runtime": INFERENCE_PORT, "gateway": GATEWAY_PORT}  # the two images' stages and their one port
+# The two images' stages and their inference ports (HTTP, and gRPC where served).
+IMAGES = {"runtime": f"{INFERENCE_PORT} {GRPC_INFERENCE_PORT}", "gateway": str(GATEWAY_PORT)}
 
 
 @pytest.mark.parametrize("stage", IMAGES)
@@ -56,8 +58,8 @@ def test_each_image_runs_as_a_numeric_non_root_user(dockerfile, stage):
 
 
 @pytest.mark.parametrize("stage, port", IMAGES.items())
-def test_each_image_exposes_only_its_own_port(dockerfile, stage, port):
-    assert re.findall(r"^EXPOSE (.+)$", stages(dockerfile)[stage], re.M) == [str(port)]
+def test_each_image_exposes_only_its_inference_ports(dockerfile, stage, port):
+    assert re.findall(r"^EXPOSE (.+)$", stages(dockerfile)[stage], re.M) == [port]
 
 
 def test_the_default_build_is_the_serving_image(dockerfile):

@@ -122,11 +122,19 @@ def test_metrics_may_leave_loopback_only_with_the_explicit_opt_in(store):
     assert rendered.management_address == "http://127.0.0.1:8081"
 
 
+def test_grpc_inference_may_face_the_network_like_http_inference_and_management_may_not(store):
+    rendered = settings(store, SERVE_CPU_COUNT="2", SERVE_GRPC_INFERENCE_ADDRESS="0.0.0.0").properties()
+    assert rendered["grpc_inference_address"] == "0.0.0.0"
+    assert "grpc_management_address" not in rendered  # the shipped 127.0.0.1 stays
+    assert "grpc_inference_address" not in settings(store, SERVE_CPU_COUNT="2").properties()
+
+
 @pytest.mark.parametrize("env, message", [
     ({"SERVE_WORKERS_PER_MODEL": "0"}, "SERVE_WORKERS_PER_MODEL='0' must be a positive integer"),
     ({"SERVE_BATCH_SIZE": "-1"}, "SERVE_BATCH_SIZE='-1' must be a positive integer"),
     ({"SERVE_GPU_COUNT": "one"}, "SERVE_GPU_COUNT='one' must be 0 or a positive integer"),
     ({"SERVE_MODELS": "../etc"}, "model name '../etc' may hold only"),
+    ({"SERVE_GRPC_INFERENCE_ADDRESS": "0.0.0.0\nenable_model_api=true"}, "must be a host or IP address"),
 ])
 def test_invalid_settings_are_refused_with_their_name(store, env, message):
     with pytest.raises(SettingsError) as refused:
