@@ -17,7 +17,7 @@ SERVE_ENV := SERVE_RUN_DIR=$(CURDIR)/$(RUN_DIR) SERVE_MODEL_STORE=$(CURDIR)/mode
 ENTRYPOINT_PID := $(RUN_DIR)/entrypoint.pid
 
 .PHONY: help venv run train archive figures sentiment-selection serve predict verify stop test clean loadtest bench wrk docker-build docker-run pt2e-check \
-        docker-base wheelhouse deploy-config docker-test fast-store nginx gpu-check compose
+        docker-base wheelhouse deploy-config docker-test fast-store nginx gpu-check compose bench-protocols kserve-client
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -111,13 +111,25 @@ BENCH_PREVIOUS ?=
 bench: venv train wrk nginx ## in-process ceiling vs this service vs stock TorchServe vs LitServe (BENCH_MODE=full)
 	$(PY) -m loadtest.bench --mode $(BENCH_MODE) --models $(MODELS) $(if $(BENCH_PREVIOUS),--previous $(BENCH_PREVIOUS))
 
+bench-protocols: venv train ## only the protocols (/predictions, v2 REST, v2 gRPC), into the existing bench.json
+	$(PY) -m loadtest.bench --mode $(BENCH_MODE) --models $(MODELS) --transports-only
+
 # Debian packages, installed only when missing; the package lists are refreshed only if the first try fails.
 APT_INSTALL = apt-get install -y --no-install-recommends $(1) || { apt-get update && apt-get install -y --no-install-recommends $(1); }
 
 wrk: ## install the wrk load generator (Debian package) when it is missing
 	@command -v wrk >/dev/null || $(call APT_INSTALL,wrk)
 
-test: venv wrk nginx ## the whole test suite (trains small models, starts real TorchServe instances)
+# KServe's Python SDK in a virtualenv of its own: kserve 0.21 pins pandas < 3 and psutil < 6, older
+# than ours (tests/integration/test_kserve_sdk.py drives it; it pulls no torch).
+KSERVE_VENV := .venv-kserve
+kserve-client: $(KSERVE_VENV)/.installed ## the KServe SDK's own virtualenv, for the v2 client tests
+$(KSERVE_VENV)/.installed: requirements-kserve.txt
+	test -x $(KSERVE_VENV)/bin/python || $(PYTHON_BASE) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-kserve.txt
+	touch $@
+
+test: venv wrk nginx kserve-client ## the whole test suite (trains small models, starts real TorchServe instances)
 	$(PY) -m pytest
 
 compose: ## install Debian's docker-compose (the Compose implementation `make docker-test` proves compose.yaml with)

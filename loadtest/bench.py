@@ -17,6 +17,8 @@ scenario: the highest rate of open-loop Poisson arrivals (loadtest/openloop.py) 
 under the model's bound (catalog `latency_bound_ms`). Ours also gets an open-loop run at 70 % of
 its peak, the pod's gateway in front of it, and long requests where the model has them. Then a
 cold start of this service with every model in one server, by phase (loadtest/coldstart.py).
+Last, the protocols: /predictions, Open Inference Protocol REST and gRPC against one server of ours
+per model (loadtest/transports.py); `--transports-only` measures just these into an existing bench.json.
 Every ratio in bench.json is computed here; bench.md and the README's table come from bench.json.
 """
 
@@ -35,7 +37,7 @@ from pathlib import Path
 
 import psutil
 
-from loadtest import coldstart
+from loadtest import coldstart, transports
 from loadtest.inprocess import inprocess_throughput
 from loadtest.launcher import GatewayProcess
 from loadtest.load import BodyFiles, require_wrk, run_wrk
@@ -61,14 +63,16 @@ class Mode:
     bound_steps: int             # open-loop runs of each latency-bounded search
     full_litserve_sweep: bool    # every configuration below, else LitServe's defaults and ours
     cold_start_runs: int
+    transport_rounds: int        # alternating rounds of the three protocols
 
 
 MODES = {
     "quick": Mode(seconds=2, levels=(1, 8), inprocess_seconds=1, all_process_layouts=False, door_rounds=1,
-                  bound_steps=3, full_litserve_sweep=False, cold_start_runs=1),
+                  bound_steps=3, full_litserve_sweep=False, cold_start_runs=1, transport_rounds=1),
     "full": Mode(seconds=10, levels=(1, 4, 8, 16, 32, 64), inprocess_seconds=5, all_process_layouts=True,
-                 door_rounds=3, bound_steps=6, full_litserve_sweep=True, cold_start_runs=3),
+                 door_rounds=3, bound_steps=6, full_litserve_sweep=True, cold_start_runs=3, transport_rounds=3),
 }
+TRANSPORT_CONCURRENCY = 16  # near ours' closed-loop peak for every model (bench.md's curves)
 GATEWAY_KEY = "bench-client-key"
 
 
@@ -240,6 +244,18 @@ def ratios(models: dict) -> dict:
     return result
 
 
+def measure_transports(models: list[str], artifacts: Path, mode: Mode, workdir: Path) -> dict:
+    """Each model's three protocols against one server of ours (the shipped model) of its own."""
+    results = {}
+    for name in models:
+        store = build_store(artifacts, workdir / name / "store", [name], stock=False)
+        with torchserve("ours", workdir / name, store, [name]) as server:
+            results[name] = transports.compare(server, name, TRANSPORT_CONCURRENCY, mode.seconds,
+                                               mode.transport_rounds, workdir / name / "requests")
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "generator": "loadtest/transports.py: asyncio closed loop, one example per request", "models": results}
+
+
 def run(models: list[str], artifacts: Path, mode_name: str, workdir: Path, seconds: float | None = None,
         levels: tuple[int, ...] | None = None, previous: Path | None = None, cold_start: bool = True) -> dict:
     mode = MODES[mode_name]
@@ -254,6 +270,7 @@ def run(models: list[str], artifacts: Path, mode_name: str, workdir: Path, secon
     if cold_start:
         store = build_store(artifacts, workdir / "cold-start" / "store", models, stock=False)
         report["cold_start"] = coldstart.measure_runs(store, models, workdir / "cold-start", mode.cold_start_runs)
+    report["transports"] = measure_transports(models, artifacts, mode, workdir / "transports")
     return report
 
 
@@ -325,6 +342,14 @@ def markdown(report: dict) -> str:
         lines += ["", f"| cold start, {', '.join(report['cold_start']['models'])} in one server "
                   f"(median of {len(report['cold_start']['runs'])}) | seconds |", "|---|---:|"]
         lines += [f"| {phase} | {median[phase]:.2f} |" for phase in (*coldstart.PHASES, "total_s")]
+    if "transports" in report:
+        lines += ["", f"| model | protocol ({TRANSPORT_CONCURRENCY} callers, measured {report['transports']['date']}) | "
+                  "req/s | p50 ms | p99 ms | over /predictions | generator CPU | errors |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for name, figures in report["transports"]["models"].items():
+            lines += [f"| {name} | {transport} | {row['throughput_rps']:.0f} | {row['p50_ms']:.1f} | "
+                      f"{row['p99_ms']:.1f} | {row['over_predictions']:.2f} | {row['generator_cpu_share']:.0%} | "
+                      f"{row['errors']} |" for transport, row in figures["transports"].items()]
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines += [f"| {key} | {'n/a' if value is None else f'{value:.2f}'} |" for key, value in report["ratios"].items()]
     return "\n".join(lines) + "\n"
@@ -381,13 +406,20 @@ def main(argv=None) -> None:
     parser.add_argument("--levels", type=int, nargs="+", default=None, help="override the concurrency levels")
     parser.add_argument("--previous", type=Path, default=None,
                         help="artifacts of an earlier version of the models, served by this service in the same run")
+    parser.add_argument("--transports-only", action="store_true",
+                        help="measure only the protocols, into the existing bench.json of --out")
     args = parser.parse_args(argv)
     models = args.models or [name for name in CATALOG if (args.artifacts / name / f"{name}.torchscript.pt").exists()]
     if not models:
         raise SystemExit(f"no trained model under {args.artifacts}: run `make train` first")
     out = args.out or REPO / "loadtest" / "results" / ("" if args.mode == "full" else args.mode)
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
-        report = run(models, args.artifacts, args.mode, Path(workdir), args.seconds, args.levels, args.previous)
+        if args.transports_only:
+            report = json.loads((out / "bench.json").read_text())
+            mode = dataclasses.replace(MODES[args.mode], seconds=args.seconds or MODES[args.mode].seconds)
+            report["transports"] = measure_transports(models, args.artifacts, mode, Path(workdir))
+        else:
+            report = run(models, args.artifacts, args.mode, Path(workdir), args.seconds, args.levels, args.previous)
     write_outputs(report, out)
     print(markdown(report))
     print(f"wrote {out}/bench.json, bench.md, bench.png")

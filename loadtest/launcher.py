@@ -54,6 +54,11 @@ class EntrypointServer:
         return f"http://127.0.0.1:{self.ports['inference']}"
 
     @property
+    def grpc_target(self) -> str:
+        """host:port of gRPC inference: TorchServe's own API and the Open Inference Protocol."""
+        return f"127.0.0.1:{self.ports['grpc_inference']}"
+
+    @property
     def management_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['management']}"
 

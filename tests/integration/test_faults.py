@@ -184,7 +184,7 @@ def test_frontend_restart_brings_the_same_models_back_and_readiness_waits(fault_
     assert client.predict("mnist", data=good_digit()).status_code == 200
 
 
-def test_broken_archive_makes_readiness_false_and_says_why_while_ping_says_healthy(fault_store, tmp_path):
+def test_broken_archive_makes_readiness_and_v2_readiness_false_while_ping_says_healthy(fault_store, tmp_path):
     server = EntrypointServer(tmp_path, fault_store, ["mnist", "broken"])
     server.start()
     try:
@@ -196,6 +196,13 @@ def test_broken_archive_makes_readiness_false_and_says_why_while_ping_says_healt
         assert any(reason.startswith("broken: 0/") for reason in status.reasons), status.reasons
         ping = requests.get(f"{server.inference_url}/ping", headers=client.auth_headers("inference"), timeout=10)
         assert ping.status_code == 200 and ping.json()["status"] == "Healthy"  # why /ping is not readiness
+        # The Open Inference Protocol's readiness tells the truth too (TorchServe's own says true always).
+        auth = client.auth_headers("inference")
+        v2_ready = requests.get(f"{server.inference_url}/v2/health/ready", headers=auth, timeout=10)
+        assert (v2_ready.status_code, v2_ready.json()) == (503, {"ready": False})
+        for model, ready in (("mnist", True), ("broken", False)):
+            answer = requests.get(f"{server.inference_url}/v2/models/{model}/ready", headers=auth, timeout=10)
+            assert answer.status_code == (200 if ready else 503) and answer.json()["ready"] is ready
         assert "deliberately broken" in (server.run_dir / "logs" / "model_log.log").read_text()
     finally:
         server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
 import socket
@@ -43,6 +44,25 @@ def test_client_key_gets_the_answer_torchserve_gives_directly(gateway, client, k
         through_gateway = send(gateway, body, key, model, method)
         assert through_gateway.status_code == 200, through_gateway.text
         assert through_gateway.json() == client.predict(model, data=body).json()
+
+
+def test_the_open_inference_protocol_passes_with_the_client_key_and_only_with_it(gateway, client):
+    body = {"inputs": [{"name": CATALOG[MODEL].handler_class().signature.input.name, "datatype": "BYTES",
+                        "shape": [1], "data": [base64.b64encode(CATALOG[MODEL].v2_element(
+                            CATALOG[MODEL].heldout_requests(1)[0])).decode()]}]}
+    if CATALOG[MODEL].input_kind == "text":
+        body["inputs"][0]["parameters"] = {"content_type": "base64"}
+    key = {"Authorization": f"Bearer {CLIENT_KEYS[0]}"}
+    answer = requests.post(f"{gateway.url}{CATALOG[MODEL].v2_endpoint}", json=body, headers=key, timeout=30)
+    assert answer.status_code == 200, answer.text
+    direct = requests.post(f"{client.inference_url}{CATALOG[MODEL].v2_endpoint}", json=body,
+                           headers=client.auth_headers("inference"), timeout=30)
+    assert answer.json() == direct.json()
+    for path in ("/v2/health/ready", f"/v2/models/{MODEL}", f"/v2/models/{MODEL}/ready"):
+        assert requests.get(gateway.url + path, headers=key, timeout=30).status_code == 200, path
+        refused = requests.get(gateway.url + path, timeout=30)
+        assert refused.status_code == 401 and "key" in refused.json()["error"], path
+    assert requests.post(f"{gateway.url}{CATALOG[MODEL].v2_endpoint}", json=body, timeout=30).status_code == 401
 
 
 @pytest.mark.parametrize("authorization", [None, "", "Bearer ", "Bearer wrong-key", "Bearer current-client-ke",

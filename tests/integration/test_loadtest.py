@@ -162,3 +162,13 @@ def test_bench_times_long_requests_and_compares_a_previous_version_in_the_same_r
     peaks = {label: max(level["throughput_rps"] for level in servers[label]["levels"]) for label in servers}
     assert report["ratios"][f"{model}_ours_over_previous"] == pytest.approx(peaks["ours"] / peaks["previous"])
     assert f"| {model} | previous |" in bench.markdown(report)
+
+
+def test_quick_bench_measures_the_three_protocols_against_one_server(quick_bench):
+    report = json.loads((quick_bench / "bench.json").read_text())
+    protocols = report["transports"]["models"]["mnist"]["transports"]
+    assert set(protocols) == {"predictions", "v2_rest", "v2_grpc"}
+    assert all(row["errors"] == 0 and row["throughput_rps"] > 0 and row["p99_ms"] >= row["p50_ms"]
+               for row in protocols.values()), protocols
+    assert protocols["predictions"]["over_predictions"] == 1
+    assert "| mnist | v2_grpc |" in (quick_bench / "bench.md").read_text()
