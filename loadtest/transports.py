@@ -4,7 +4,7 @@ ModelInfer (raw_input_contents, as tritonclient sends it).
 
 One generator for all three (its own process; asyncio, a closed loop of `concurrency` callers each
 sending its next request when the last is answered, one example per request): HTTP/1.1 keep-alive
-connections, one per caller, or one gRPC channel (HTTP/2) shared by the callers. Rounds alternate
+connections or gRPC channels (HTTP/2), one per caller. Rounds alternate
 the transports so drift on a noisy machine hits each alike; bench.json keeps the medians.
 
     python -m loadtest.transports --run SPEC.json     # one measurement (the bench calls this)
@@ -127,11 +127,14 @@ async def closed_loop(spec: dict, token: str) -> dict:
     if spec["transport"] == "v2_grpc":
         import grpc
 
-        async with grpc.aio.insecure_channel(spec["target"]) as channel:
-            call = channel.unary_unary(GRPC_MODEL_INFER)  # bytes in and out: no (de)serialising in the loop
-            metadata = (("authorization", f"Bearer {token}"),)
-            await asyncio.gather(*(_grpc_caller(call, metadata, requests, i, deadline, latencies, errors)
-                                   for i in range(concurrency)))
+        # One channel (an HTTP/2 connection) per caller, as each HTTP caller has its own connection.
+        channels = [grpc.aio.insecure_channel(spec["target"]) for _ in range(concurrency)]
+        metadata = (("authorization", f"Bearer {token}"),)
+        # bytes in and out: no (de)serialising in the loop
+        calls = [channel.unary_unary(GRPC_MODEL_INFER) for channel in channels]
+        await asyncio.gather(*(_grpc_caller(calls[i], metadata, requests, i, deadline, latencies, errors)
+                               for i in range(concurrency)))
+        await asyncio.gather(*(channel.close() for channel in channels))
     else:
         host, port = spec["target"].rsplit(":", 1)
         await asyncio.gather(*(_http_caller(host, int(port), requests, i, deadline, latencies, errors)
