@@ -202,8 +202,8 @@ docker-test: venv nginx compose $(if $(filter $(FAST_STORE),$(DOCKER_TEST_STORE)
 gpu-check: venv | $(VADER_SDIST) ## on a CUDA host: fast training with AMP, GPU workers vs CPU (loadtest/results/gpu/)
 	$(PY) -m loadtest.gpu_check
 
-docker-run: ## run it on 127.0.0.1:8080 (key: docker exec torchserve-models cat /srv/run/key_file.json)
-	$(DOCKER) run --rm --name $(IMAGE) -p 127.0.0.1:8080:8080 -v $(IMAGE)-run:/srv/run \
+docker-run: ## run it on 127.0.0.1:8080 (gRPC :7070) (key: docker exec torchserve-models cat /srv/run/key_file.json)
+	$(DOCKER) run --rm --name $(IMAGE) -p 127.0.0.1:8080:8080 -p 127.0.0.1:7070:7070 -v $(IMAGE)-run:/srv/run \
 	  --read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges $(DOCKER_RUN_GPU) $(IMAGE):$(VARIANT)
 
 deploy-config: venv ## regenerate the example configs in deploy/config/ from cpu.env and gpu.env

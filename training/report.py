@@ -9,7 +9,8 @@ the text between `<!-- figures:<model> -->` and `<!-- /figures:<model> -->` in t
 optimised variants of each model fill `<!-- figures:variants -->`, the last `make verify`
 (loadtest/results/verify.json) `<!-- figures:verify -->`, the last
 `make docker-test` (loadtest/results/containers.json) `<!-- figures:containers -->` and the last
-full `make bench` (loadtest/results/bench.json) `<!-- figures:bench -->`.
+full `make bench` (loadtest/results/bench.json) `<!-- figures:bench -->` and, from its protocol
+runs, `<!-- figures:protocols -->`.
 """
 
 from __future__ import annotations
@@ -86,6 +87,25 @@ def verify_table(path: Path) -> str:
              f"max \\|p_served − p_offline\\| | served accuracy |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {row['model']} | {row['count']:,} {row['unit']} | {row['labels_agree']:,} / {row['count']:,} | "
               f"{row['max_probability_delta']:.1e} | {percent(row['served_accuracy'])} |" for row in report["models"]]
+    return "\n".join(lines)
+
+
+def protocols_table(path: Path) -> str:
+    """/predictions vs the Open Inference Protocol's REST and gRPC, from bench.json "transports"."""
+    report = json.loads(path.read_text())
+    runs = report["transports"]
+    first = next(iter(runs["models"].values()))
+    lines = [f"Measured {runs['date'][:10]} ({report['machine']['cores']} cores, each model served alone by this "
+             f"service; one example per request, {first['concurrency']} callers in a closed loop, one connection "
+             f"or gRPC channel each, median of {first['rounds']} alternating rounds of {first['seconds']:g} s; "
+             f"`{runs['generator']}`):", "",
+             "| model | protocol | req/s | over /predictions | p50 ms | p99 ms | generator CPU | errors |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    names = {"predictions": "`/predictions` (HTTP)", "v2_rest": "v2 REST (JSON)", "v2_grpc": "v2 gRPC (raw)"}
+    for name, figures in runs["models"].items():
+        lines += [f"| {name} | {names[transport]} | {row['throughput_rps']:,.0f} | {row['over_predictions']:.2f} | "
+                  f"{row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['generator_cpu_share']:.0%} | {row['errors']} |"
+                  for transport, row in figures["transports"].items()]
     return "\n".join(lines)
 
 
@@ -214,6 +234,8 @@ def main(argv=None) -> None:
     benchmarked = REPO / "loadtest" / "results" / "bench.json"
     if benchmarked.exists() and json.loads(benchmarked.read_text())["mode"] == "full":
         readme = update(readme, "bench", bench_table(benchmarked))
+        if "transports" in json.loads(benchmarked.read_text()):
+            readme = update(readme, "protocols", protocols_table(benchmarked))
     args.readme.write_text(readme)
     print(f"updated {args.readme}")
 

@@ -23,6 +23,7 @@ from tritonclient.utils import InferenceServerException, deserialize_bytes_tenso
 
 from deploy.client import read_keys
 from deploy.frontend_patch import installed_jar
+from loadtest import v2_predict
 from training.catalog import CATALOG
 
 SAMPLES = 8
@@ -176,6 +177,15 @@ def test_without_the_key_every_call_is_refused(triton):
             triton_client.infer("mnist", [triton_input(module, "mnist", elements[:1])], headers=headers)
         status = str(refused.value.status())
         assert status in ({"400", "401"} if module is triton_http else {"StatusCode.PERMISSION_DENIED"}), status
+
+
+def test_the_readme_tritonclient_script_classifies_every_model_over_rest_and_grpc(server, capsys):
+    v2_predict.main(["--http", server.inference_url.removeprefix("http://"), "--grpc", server.grpc_target,
+                     "--key-file", str(server.key_file), "--count", "2"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(CATALOG) * 2 * 2 and all(" v2 REST " in line or " v2 gRPC " in line for line in lines)
+    right = [line.split("true=")[1].split()[0] == line.split("answer=")[1] for line in lines]
+    assert sum(right) >= len(lines) // 2, lines
 
 
 # --- REST without a client library: readiness and errors as operators see them ------------------------

@@ -43,8 +43,32 @@ def test_each_rewritten_method_wraps_the_original_which_is_kept():
     assert send.index("RetryAfter.onResponse") < send.index("sendHttpResponseUnpatched")
     with zipfile.ZipFile(jar) as archive:
         names = set(archive.namelist())
-    assert {"torchservemodels/frontend/InterruptedBatch.class", "torchservemodels/frontend/RetryAfter.class"} <= names
+    assert {f"torchservemodels/frontend/{helper}.class" for helper in
+            ("InterruptedBatch", "RetryAfter", "OpenInference", "OipJob")} <= names
     assert all(f"{frontend_patch.ORIGINALS}{name}.class" in names for name in frontend_patch.PATCHED_CLASSES)
+
+
+@pytest.mark.skipif(shutil.which("javap") is None, reason="needs the JDK's javap")
+@pytest.mark.parametrize("name, header, helper", [
+    ("org/pytorch/serve/grpcimpl/OpenInferenceProtocolImpl", "public void modelInfer(", "OpenInference.modelInfer"),
+    ("org/pytorch/serve/grpcimpl/OpenInferenceProtocolImpl", "public void serverReady(", "OpenInference.serverReady"),
+    ("org/pytorch/serve/grpcimpl/OpenInferenceProtocolImpl", "public void modelMetadata(",
+     "OpenInference.modelMetadata"),
+    ("org/pytorch/serve/http/api/rest/OpenInferenceProtocolRequestHandler", "public void handleRequest(",
+     "OpenInference.handleRest"),
+    ("org/pytorch/serve/job/GRPCJob", "public void response(", "OpenInference.refusedPrediction"),
+])
+def test_each_open_inference_method_asks_our_helper_first_then_runs_the_original(name, header, helper):
+    code = method_code(disassembled(frontend_patch.installed_jar(), name), header)
+    unpatched = header.split()[-1].rstrip("(") + "Unpatched"
+    assert code.index(helper) < code.index("ifeq") < code.index(unpatched), code
+
+
+@pytest.mark.skipif(shutil.which("javap") is None, reason="needs the JDK's javap")
+def test_the_grpc_server_is_built_by_our_helper_which_adds_the_standard_service_name():
+    code = method_code(disassembled(frontend_patch.installed_jar(), "org/pytorch/serve/ModelServer"),
+                       "private io.grpc.Server startGRPCServer(")
+    assert "OpenInference.startGrpcServer" in code and "startGRPCServerUnpatched" not in code
 
 
 def test_a_frontend_other_than_0_12_0_is_refused(tmp_path):
