@@ -236,7 +236,11 @@ public final class OpenInference {
             if (segments.length == 4) {
                 NettyUtils.sendJsonResponse(ctx, metadata(segments[3], null));
             } else {
-                boolean ready = modelIsReady(ModelManager.getInstance().getModel(segments[3], null), segments[3]);
+                Model model = ModelManager.getInstance().getModel(segments[3], null);
+                if (model == null) {
+                    throw new ModelNotFoundException("Model not found: " + segments[3]);
+                }
+                boolean ready = modelIsReady(model);
                 JsonObject answer = new JsonObject();
                 answer.addProperty("name", segments[3]);
                 answer.addProperty("ready", ready);
@@ -268,14 +272,11 @@ public final class OpenInference {
     static boolean serverIsReady() {
         Map<String, Model> models = ModelManager.getInstance().getDefaultModels();
         return !models.isEmpty()
-                && models.values().stream().allMatch(model -> modelIsReady(model, model.getModelName()));
+                && models.values().stream().allMatch(OpenInference::modelIsReady);
     }
 
     /** As deploy/readiness.py: a worker READY (its model loaded), not TorchServe's "healthy". */
-    static boolean modelIsReady(Model model, String name) {
-        if (model == null) {
-            return false;
-        }
+    static boolean modelIsReady(Model model) {
         List<WorkerThread> workers = ModelManager.getInstance().getWorkers(model.getModelVersionName());
         return workers != null
                 && workers.stream().anyMatch(worker -> worker.getState() == WorkerState.WORKER_MODEL_LOADED);

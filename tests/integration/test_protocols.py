@@ -195,9 +195,10 @@ def test_v2_readiness_over_rest_needs_the_key_and_tells_the_truth(server, token)
     assert requests.get(url, timeout=10).status_code in (400, 401)
     answer = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert (answer.status_code, answer.json()) == (200, {"ready": True})
-    missing = requests.get(f"{server.inference_url}/v2/models/nosuchmodel",
-                           headers={"Authorization": f"Bearer {token}"}, timeout=10)
-    assert missing.status_code == 404 and "nosuchmodel" in missing.json()["error"]
+    for path in ("/v2/models/nosuchmodel", "/v2/models/nosuchmodel/ready"):
+        missing = requests.get(f"{server.inference_url}{path}", headers={"Authorization": f"Bearer {token}"},
+                               timeout=10)
+        assert missing.status_code == 404 and "nosuchmodel" in missing.json()["error"], path
 
 
 # --- stubs generated from TorchServe's own .proto files -----------------------------------------
