@@ -410,7 +410,9 @@ def latency_bounded_throughput(url: str, body_paths: Sequence[str] | BodyFiles, 
     are within `resolution` of each other or `steps` runs are done.
     """
     runs, passing, failing = [], 0.0, None
-    rate = start_rps
+    # A server that answered nothing in its closed-loop runs (a short smoke run catching it still
+    # warming up) is searched from 1 request/s rather than from zero.
+    rate = max(start_rps, 1.0)
     for step in range(steps):
         if step:
             time.sleep(pause_s)  # lets the server's queues drain before the next rate
