@@ -74,7 +74,7 @@ def test_management_is_not_bound_to_the_pod_address(pod):
     pod_ip = pod.ip()
     with socket.create_connection((pod_ip, 8000), timeout=3):  # the pod's address is reachable at all
         pass
-    for port in (8080, 8081):  # TorchServe's inference and management: the pod's loopback only
+    for port in (8080, 8081, 7070):  # TorchServe's inference, management, gRPC: the pod's loopback only
         with pytest.raises(OSError):
             socket.create_connection((pod_ip, port), timeout=3).close()
 

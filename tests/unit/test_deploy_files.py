@@ -268,6 +268,7 @@ def test_the_entrypoint_accepts_the_pod_settings_and_keeps_management_on_loopbac
                                   "SERVE_GPU_COUNT": "1" if overlay == "gpu" else "0",
                                   "SERVE_RUN_DIR": str(tmp_path)})
     assert settings.inference_address == "http://127.0.0.1:8080"  # only the gateway faces the network
+    assert settings.grpc_inference_address == "127.0.0.1"  # the image's 0.0.0.0 is overridden in the pod
     assert settings.management_address == "http://127.0.0.1:8081"
     assert settings.metrics_address == "http://10.0.0.7:8082"
 
