@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import re
 import statistics
@@ -42,8 +43,12 @@ def log_times(path: Path, marker: str) -> list[float]:
 
 def breakdown(logs: Path, launched: float, ready: float) -> dict:
     ts_log, model_log = logs / "ts_log.log", logs / "model_log.log"
-    marks = [launched, log_times(ts_log, "")[0], log_times(ts_log, "Inference API bind")[0],
-             max(log_times(model_log, "Torch worker started.")), max(log_times(model_log, " ready on ")), ready]
+    logged = [log_times(ts_log, "")[0], log_times(ts_log, "Inference API bind")[0],
+              max(log_times(model_log, "Torch worker started.")), max(log_times(model_log, " ready on "))]
+    # The frontend writes a worker's stdout lines with its own timestamp, a few ms after the worker
+    # printed them, so the last one can land after the probe saw READY: such a mark counts at
+    # readiness (and marks never go back), keeping every phase >= 0 and their sum the total.
+    marks = [launched, *itertools.accumulate((min(max(mark, launched), ready) for mark in logged), max), ready]
     return {"total_s": ready - launched, **{phase: end - start for phase, start, end in zip(PHASES, marks, marks[1:])}}
 
 
