@@ -235,7 +235,8 @@ def ratios(models: dict) -> dict:
         ours = peak_throughput(figures, "ours")
         for baseline in BASELINES:
             if baseline == "inprocess" or baseline in servers:
-                result[f"{name}_ours_over_{baseline}"] = ours / peak_throughput(figures, baseline)
+                theirs = peak_throughput(figures, baseline)  # 0: it answered nothing (a smoke run's warm-up)
+                result[f"{name}_ours_over_{baseline}"] = ours / theirs if theirs else None
         bounded = servers["ours"]["latency_bounded"]["rate_rps"]
         for baseline in BOUNDED[1:]:
             theirs = servers[baseline]["latency_bounded"]["rate_rps"]  # 0: no rate kept the bound
