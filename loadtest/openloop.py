@@ -293,16 +293,17 @@ def percentile_ms(ordered: list[float], p: int) -> float | None:
     return round(ordered[max(math.ceil(len(ordered) * p / 100) - 1, 0)] * 1000, 3) if ordered else None
 
 
+def post_request(host: str, port: int, target: str, body: bytes, content_type: str, token: str) -> bytes:
+    """One HTTP/1.1 POST, as bytes on the wire."""
+    authorization = f"Authorization: Bearer {token}\r\n" if token else ""
+    head = (f"POST {target} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n{authorization}\r\n")
+    return head.encode("latin-1") + body
+
+
 def build_requests(host: str, port: int, target: str, body_paths: Sequence[str], content_type: str,
                    token: str) -> list[bytes]:
-    authorization = f"Authorization: Bearer {token}\r\n" if token else ""
-    requests = []
-    for path in body_paths:
-        body = Path(path).read_bytes()
-        head = (f"POST {target} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {content_type}\r\n"
-                f"Content-Length: {len(body)}\r\n{authorization}\r\n")
-        requests.append(head.encode("latin-1") + body)
-    return requests
+    return [post_request(host, port, target, Path(path).read_bytes(), content_type, token) for path in body_paths]
 
 
 def main() -> None:

@@ -25,18 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from loadtest.openloop import percentile_ms
+from loadtest.openloop import percentile_ms, post_request
 from training.catalog import CATALOG, REPO
 
 TRANSPORTS = ("predictions", "v2_rest", "v2_grpc")
 TOKEN_VARIABLE = "TRANSPORTS_AUTH_TOKEN"  # not in argv, which other users can read
 GRPC_MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
-
-
-def http_request(host: str, port: int, target: str, body: bytes, content_type: str, token: str) -> bytes:
-    head = (f"POST {target} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\nAuthorization: Bearer {token}\r\n\r\n")
-    return head.encode("latin-1") + body
 
 
 def v2_json_body(name: str, element: bytes) -> bytes:
@@ -62,9 +56,9 @@ def request_files(name: str, transport: str, host: str, port: int, token: str, o
     entry, paths = CATALOG[name], []
     for index, sample in enumerate(entry.heldout_requests(64)):
         if transport == "predictions":
-            data = http_request(host, port, entry.endpoint, sample.body, sample.content_type, token)
+            data = post_request(host, port, entry.endpoint, sample.body, sample.content_type, token)
         elif transport == "v2_rest":
-            data = http_request(host, port, entry.v2_endpoint, v2_json_body(name, entry.v2_element(sample)),
+            data = post_request(host, port, entry.v2_endpoint, v2_json_body(name, entry.v2_element(sample)),
                                 "application/json", token)
         else:
             data = v2_grpc_message(name, entry.v2_element(sample))
