@@ -7,8 +7,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # The model catalog (training/catalog.py) is the only list of models.
 MODELS := $(shell $(PYTHON_BASE) -m training.catalog)
-# Each model's fp32 TorchScript file and its int8 variant (shipped where it passes the accuracy gate).
-ARTIFACTS := $(foreach m,$(MODELS),artifacts/$(m)/$(m).torchscript.pt artifacts/$(m)/$(m).int8.torchscript.pt)
+CLASSIFIERS := $(shell $(PYTHON_BASE) -m training.catalog --kind classifier)
+GENERATOR_JUDGES := $(shell $(PYTHON_BASE) -m training.catalog --judges)
+# Each classifier's fp32 TorchScript file and its int8 variant (shipped where it passes the accuracy
+# gate); each generator's fp32 file.
+ARTIFACTS := $(foreach m,$(CLASSIFIERS),artifacts/$(m)/$(m).int8.torchscript.pt) \
+             $(foreach m,$(MODELS),artifacts/$(m)/$(m).torchscript.pt)
 ARCHIVES := $(foreach m,$(MODELS),model_store/$(m).mar)
 # `make serve` runs the production entrypoint (deploy/entrypoint.py), as the container does, with
 # its private run folder here: rendered config, key file, logs, unpacked models.
@@ -17,7 +21,8 @@ SERVE_ENV := SERVE_RUN_DIR=$(CURDIR)/$(RUN_DIR) SERVE_MODEL_STORE=$(CURDIR)/mode
 ENTRYPOINT_PID := $(RUN_DIR)/entrypoint.pid
 
 .PHONY: help venv run train archive figures sentiment-selection serve predict verify stop test clean loadtest bench wrk docker-build docker-run pt2e-check \
-        docker-base wheelhouse deploy-config docker-test fast-store nginx gpu-check compose bench-protocols kserve-client
+        docker-base wheelhouse deploy-config docker-test fast-store nginx gpu-check compose bench-protocols kserve-client \
+        bench-generation
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -40,15 +45,25 @@ archive: venv $(ARCHIVES) ## package artifacts into model_store/<model>.mar (+ S
 # Per model: train only when its TorchScript file is missing (seed 0, or the best on validation of the
 # seeds its catalog entry names); quantise it and apply the accuracy gate (training/optimize.py);
 # re-archive when the artifacts, the handlers or the model-config change.
+# A generator trains after its judge (the classifier whose labels its quality report counts) and
+# ships fp32.
 define model_rules
 artifacts/$(1)/$(1).torchscript.pt:
 	$$(PY) -m training.seeds $(1)
-artifacts/$(1)/$(1).int8.torchscript.pt: artifacts/$(1)/$(1).torchscript.pt
-	$$(PY) -m training.optimize $(1)
-model_store/$(1).mar: artifacts/$(1)/$(1).int8.torchscript.pt $$(wildcard handlers/*.py handlers/*/*.py) handlers/config/$(1).yaml
+model_store/$(1).mar: $(2) $$(wildcard handlers/*.py handlers/*/*.py) handlers/config/$(1).yaml
 	$$(PY) -m training.archive $(1)
 endef
-$(foreach m,$(MODELS),$(eval $(call model_rules,$(m))))
+define classifier_rules
+$(call model_rules,$(1),artifacts/$(1)/$(1).int8.torchscript.pt)
+artifacts/$(1)/$(1).int8.torchscript.pt: artifacts/$(1)/$(1).torchscript.pt
+	$$(PY) -m training.optimize $(1)
+endef
+define generator_rules
+$(call model_rules,$(1),artifacts/$(1)/$(1).torchscript.pt)
+artifacts/$(1)/$(1).torchscript.pt: artifacts/$(2)/$(2).int8.torchscript.pt
+endef
+$(foreach m,$(CLASSIFIERS),$(eval $(call classifier_rules,$(m))))
+$(foreach pair,$(GENERATOR_JUDGES),$(eval $(call generator_rules,$(firstword $(subst =, ,$(pair))),$(lastword $(subst =, ,$(pair))))))
 
 # VADER's rated snippets ship only in vaderSentiment's source distribution, never installed:
 # downloaded once into the git-ignored cache (training checks its SHA-256).
@@ -113,6 +128,9 @@ bench: venv train wrk nginx ## in-process ceiling vs this service vs stock Torch
 
 bench-protocols: venv train ## only the protocols (/predictions, v2 REST, v2 gRPC), into the existing bench.json
 	$(PY) -m loadtest.bench --mode $(BENCH_MODE) --models $(MODELS) --transports-only
+
+bench-generation: venv train wrk ## only the generators' images/s (1 and 16 per request, served vs in-process), into the existing bench.json
+	$(PY) -m loadtest.bench --mode $(BENCH_MODE) --models $(MODELS) --generation-only
 
 # Debian packages, installed only when missing; the package lists are refreshed only if the first try fails.
 APT_INSTALL = apt-get install -y --no-install-recommends $(1) || { apt-get update && apt-get install -y --no-install-recommends $(1); }

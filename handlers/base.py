@@ -5,8 +5,9 @@ A subclass says only what differs, LitServe-style:
   collate(examples)       -> the model's batched input (default: torch.stack)
   encode_responses(out, options) -> one JSON-able answer per example
 and may override split_request() when one HTTP request carries several examples (or options in
-its body), and request_options() when a request carries options besides its payload (e.g.
-ResNet's top-k header).
+its body), request_options() when a request carries options besides its payload (e.g.
+ResNet's top-k header), and answer() when a request's answer is more than its examples'
+answers (the generator's images as one JSON object or one PNG).
 
 The Open Inference Protocol (KServe v2; handlers/oip.py) arrives at the same handle(), REST and
 gRPC alike: a subclass declares its `signature` and answers `oip_outputs(answers, options)`, the
@@ -53,7 +54,7 @@ def error_body(status: int, message: str) -> dict:
 class ServingHandler(BaseHandler):
     # Defaults for the model-config.yaml `handler:` keys this handler reads; subclasses extend.
     default_settings: dict = {"torch_threads": None, "max_examples_per_request": 32}
-    signature: oip.Signature  # the model's v2 input and outputs
+    signature: oip.Signature | None  # the model's v2 input and outputs (None: the model does not speak v2)
     oip_elements_are_binary = False  # a v2 JSON string element is base64 (images), not text
 
     def initialize(self, context):
@@ -96,6 +97,11 @@ class ServingHandler(BaseHandler):
         """One answer per example; `options[i]` are the request options of example i."""
         raise NotImplementedError
 
+    def answer(self, idx: int, answers: list, form):
+        """Request `idx`'s answer from its examples' answers and split_request's second value.
+        Default: the list, or the one answer."""
+        return answers if form else answers[0]
+
     def oip_options(self, parameters: dict) -> dict:
         """A v2 request's options from its parameters; raise InputError for a bad one. Default: none."""
         return {}
@@ -134,7 +140,8 @@ class ServingHandler(BaseHandler):
             try:
                 payload = self.request_payload(row)
                 headers = context.get_all_request_header(idx) or {}
-                v2_request = oip.is_infer_request(payload) or oip.is_binary_infer_request(headers)
+                v2_request = self.signature is not None and (oip.is_infer_request(payload)
+                                                             or oip.is_binary_infer_request(headers))
                 if v2_request:
                     form = oip.parse_request(payload, headers, self.signature,
                                               self.settings["max_examples_per_request"], self.oip_elements_are_binary)
@@ -169,7 +176,7 @@ class ServingHandler(BaseHandler):
                     answers[idx] = oip.response(context.model_name, self.model_version,
                                                 form, self.oip_outputs(encoded[start:end], options[start]))
                 else:
-                    answers[idx] = encoded[start:end] if form else encoded[start]
+                    answers[idx] = self.answer(idx, encoded[start:end], form)
         self._record_metrics(context, rejected, preprocessed - started, model_seconds, len(examples),
                              handler_ms=(time.perf_counter() - started) * 1000)
         return answers

@@ -17,8 +17,13 @@ scenario: the highest rate of open-loop Poisson arrivals (loadtest/openloop.py) 
 under the model's bound (catalog `latency_bound_ms`). Ours also gets an open-loop run at 70 % of
 its peak, the pod's gateway in front of it, and long requests where the model has them. Then a
 cold start of this service with every model in one server, by phase (loadtest/coldstart.py).
-Last, the protocols: /predictions, Open Inference Protocol REST and gRPC against one server of ours
-per model (loadtest/transports.py); `--transports-only` measures just these into an existing bench.json.
+Then the protocols: /predictions, Open Inference Protocol REST and gRPC against one server of ours
+per model that speaks v2 (loadtest/transports.py); `--transports-only` measures just these into an
+existing bench.json.
+A generator (catalog kind) gets none of the above but its own figures, `generation`: images per
+second at 1 and 16 images per request, served by ours (closed loop at each concurrency level)
+against its handler driven in process in the served layout; `--generation-only` measures just
+these into an existing bench.json.
 Every ratio in bench.json is computed here; bench.md and the README's table come from bench.json.
 """
 
@@ -73,6 +78,7 @@ MODES = {
                  door_rounds=3, bound_steps=6, full_litserve_sweep=True, cold_start_runs=3, transport_rounds=3),
 }
 TRANSPORT_CONCURRENCY = 16  # near ours' closed-loop peak for every model (bench.md's curves)
+IMAGES_PER_REQUEST = (1, 16)  # a generator's figures: one image per request, and a grid's worth
 GATEWAY_KEY = "bench-client-key"
 
 
@@ -245,10 +251,34 @@ def ratios(models: dict) -> dict:
     return result
 
 
+def measure_generation(name: str, artifacts: Path, mode: Mode, workdir: Path) -> dict:
+    """Images per second of generator `name` at each of IMAGES_PER_REQUEST: ours over HTTP at each
+    concurrency level vs its handler in process (the served batch size and workers, one thread each)."""
+    batch, workers, _ = served_batching(name)
+    store = build_store(artifacts, workdir / "store", [name], stock=False)
+    figures = {}
+    with torchserve("ours", workdir, store, [name]) as server:
+        for images in IMAGES_PER_REQUEST:
+            samples = CATALOG[name].training().heldout_requests(64, images_per_request=images)
+            with contextlib.closing(BodyFiles(samples)) as bodies:
+                levels = measure_levels(server, name, bodies, mode)
+            inprocess = images * inprocess_throughput(name, artifacts / name, batch, workers, 1,
+                                                      mode.inprocess_seconds, samples)
+            best = peak(levels)
+            figures[str(images)] = {
+                "levels": levels, "peak_images_per_s": images * best["throughput_rps"],
+                "peak_concurrency": best["concurrency"], "p50_ms_at_concurrency_1": levels[0]["p50_ms"],
+                "inprocess_images_per_s": inprocess,
+                "served_over_inprocess": images * best["throughput_rps"] / inprocess}
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "cold_start_s": server.cold_start_s, "batch_size": batch, "workers": workers,
+            "images_per_request": figures}
+
+
 def measure_transports(models: list[str], artifacts: Path, mode: Mode, workdir: Path) -> dict:
     """Each model's three protocols against one server of ours (the shipped model) of its own."""
     results = {}
-    for name in models:
+    for name in (name for name in models if CATALOG[name].speaks_v2):
         store = build_store(artifacts, workdir / name / "store", [name], stock=False)
         with torchserve("ours", workdir / name, store, [name]) as server:
             results[name] = transports.compare(server, name, TRANSPORT_CONCURRENCY, mode.seconds,
@@ -262,7 +292,9 @@ def run(models: list[str], artifacts: Path, mode_name: str, workdir: Path, secon
     mode = MODES[mode_name]
     mode = dataclasses.replace(mode, seconds=seconds or mode.seconds, levels=tuple(levels or mode.levels))
     require_wrk()
-    results = {name: measure_model(name, artifacts, mode, workdir / name, previous) for name in models}
+    generators = [name for name in models if CATALOG[name].is_generator]
+    results = {name: measure_model(name, artifacts, mode, workdir / name, previous) for name in models
+               if name not in generators}
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "mode": mode_name, "machine": machine(),
               "load_generator": "wrk -t1 (loadtest/post.lua), closed loop; loadtest/openloop.py, open loop",
@@ -272,6 +304,7 @@ def run(models: list[str], artifacts: Path, mode_name: str, workdir: Path, secon
         store = build_store(artifacts, workdir / "cold-start" / "store", models, stock=False)
         report["cold_start"] = coldstart.measure_runs(store, models, workdir / "cold-start", mode.cold_start_runs)
     report["transports"] = measure_transports(models, artifacts, mode, workdir / "transports")
+    report["generation"] = {name: measure_generation(name, artifacts, mode, workdir / name) for name in generators}
     return report
 
 
@@ -351,6 +384,15 @@ def markdown(report: dict) -> str:
             lines += [f"| {name} | {transport} | {row['throughput_rps']:.0f} | {row['p50_ms']:.1f} | "
                       f"{row['p99_ms']:.1f} | {row['over_predictions']:.2f} | {row['generator_cpu_share']:.0%} | "
                       f"{row['errors']} |" for transport, row in figures["transports"].items()]
+    if report.get("generation"):
+        lines += ["", "| generator | images per request | served images/s (peak) | at concurrency | "
+                  "p50 ms at concurrency 1 | in-process images/s | served / in-process |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for name, figures in report["generation"].items():
+            lines += [f"| {name} | {images} | {row['peak_images_per_s']:.0f} | {row['peak_concurrency']} | "
+                      f"{row['p50_ms_at_concurrency_1']:.1f} | {row['inprocess_images_per_s']:.0f} | "
+                      f"{row['served_over_inprocess']:.2f} |"
+                      for images, row in figures["images_per_request"].items()]
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines += [f"| {key} | {'n/a' if value is None else f'{value:.2f}'} |" for key, value in report["ratios"].items()]
     return "\n".join(lines) + "\n"
@@ -409,16 +451,23 @@ def main(argv=None) -> None:
                         help="artifacts of an earlier version of the models, served by this service in the same run")
     parser.add_argument("--transports-only", action="store_true",
                         help="measure only the protocols, into the existing bench.json of --out")
+    parser.add_argument("--generation-only", action="store_true",
+                        help="measure only the generators, into the existing bench.json of --out")
     args = parser.parse_args(argv)
     models = args.models or [name for name in CATALOG if (args.artifacts / name / f"{name}.torchscript.pt").exists()]
     if not models:
         raise SystemExit(f"no trained model under {args.artifacts}: run `make train` first")
     out = args.out or REPO / "loadtest" / "results" / ("" if args.mode == "full" else args.mode)
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
-        if args.transports_only:
+        if args.transports_only or args.generation_only:
             report = json.loads((out / "bench.json").read_text())
-            mode = dataclasses.replace(MODES[args.mode], seconds=args.seconds or MODES[args.mode].seconds)
-            report["transports"] = measure_transports(models, args.artifacts, mode, Path(workdir))
+            mode = dataclasses.replace(MODES[args.mode], seconds=args.seconds or MODES[args.mode].seconds,
+                                       levels=tuple(args.levels or MODES[args.mode].levels))
+            if args.transports_only:
+                report["transports"] = measure_transports(models, args.artifacts, mode, Path(workdir))
+            if args.generation_only:
+                report["generation"] = {name: measure_generation(name, args.artifacts, mode, Path(workdir) / name)
+                                        for name in models if CATALOG[name].is_generator}
         else:
             report = run(models, args.artifacts, args.mode, Path(workdir), args.seconds, args.levels, args.previous)
     write_outputs(report, out)

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from loadtest.launcher import EntrypointServer
+from loadtest.predict import count_judged_right
 from loadtest.verify import count_correct, send_all
 from training.archive import archive
 from training.catalog import CATALOG, REPO
@@ -36,7 +37,8 @@ def train_on_cuda(artifacts: Path) -> dict[str, dict]:
         started = time.monotonic()
         entry.train_fast(artifacts / name)
         metadata = json.loads((artifacts / name / "metadata.json").read_text())
-        trained[name] = {"train_seconds": round(time.monotonic() - started, 1), "test": metadata["test"]}
+        trained[name] = {"train_seconds": round(time.monotonic() - started, 1),
+                         "test": metadata["quality"] if entry.is_generator else metadata["test"]}
     return trained
 
 
@@ -66,7 +68,9 @@ def serve_and_measure(workdir: Path, store: Path, settings: dict[str, str], coun
         for name, entry in CATALOG.items():
             samples = entry.heldout_requests(count)
             answers = send_all(client, name, samples)
-            results[name] = {"accuracy": count_correct(samples, answers) / len(samples), "samples": len(samples),
+            correct = (count_judged_right(client, entry, samples, answers) if entry.is_generator
+                       else count_correct(samples, answers))
+            results[name] = {"accuracy": correct / len(samples), "samples": len(samples),
                              "throughput_rps": throughput(client, name, samples, seconds)}
     return results
 

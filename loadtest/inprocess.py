@@ -13,11 +13,13 @@ from pathlib import Path
 
 from loadtest.handler_driver import load_handler, torchserve_row
 from training.catalog import CATALOG
+from training.heldout import Sample
 
 
-def _drive(name: str, model_dir: str, batch_size: int, threads: int, seconds: float, barrier, results) -> None:
+def _drive(name: str, model_dir: str, batch_size: int, threads: int, seconds: float, samples, barrier,
+           results) -> None:
     handler, context = load_handler(name, Path(model_dir), batch_size, torch_threads=threads)
-    samples = CATALOG[name].heldout_requests(64)
+    samples = samples or CATALOG[name].heldout_requests(64)
     batches = [samples[i:i + batch_size] for i in range(0, len(samples) - batch_size + 1, batch_size)]
     for batch in batches[:3]:  # warm-up: first TorchScript calls optimise the graph
         handler.handle([torchserve_row(sample) for sample in batch], context)
@@ -32,12 +34,12 @@ def _drive(name: str, model_dir: str, batch_size: int, threads: int, seconds: fl
 
 
 def inprocess_throughput(name: str, model_dir: Path, batch_size: int, processes: int, threads: int,
-                         seconds: float) -> float:
-    """Requests (images, texts) per second over all processes."""
+                         seconds: float, samples: list[Sample] | None = None) -> float:
+    """Requests per second over all processes, of `samples` (default: 64 held-out requests)."""
     spawn = multiprocessing.get_context("spawn")  # torch thread pools do not survive fork
     barrier, results = spawn.Barrier(processes), spawn.Queue()
-    workers = [spawn.Process(target=_drive, args=(name, str(model_dir), batch_size, threads, seconds, barrier,
-                                                  results)) for _ in range(processes)]
+    workers = [spawn.Process(target=_drive, args=(name, str(model_dir), batch_size, threads, seconds, samples,
+                                                  barrier, results)) for _ in range(processes)]
     for worker in workers:
         worker.start()
     try:

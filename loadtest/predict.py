@@ -1,11 +1,15 @@
 """Ask the running server about real held-out samples: each model's accuracy and a few answers.
 
+A generator's accuracy is the share of its images that its judge, served alongside it, labels as
+the digit the request asked for.
+
     python -m loadtest.predict [--url http://127.0.0.1:8080] [--count 100] [--examples 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 from pathlib import Path
 
@@ -13,7 +17,18 @@ import numpy as np
 
 from deploy.client import DEFAULT_KEY_FILE, TorchServeClient
 from loadtest.verify import count_correct, send_all
-from training.catalog import CATALOG
+from training.catalog import CATALOG, ModelEntry
+from training.heldout import Sample
+
+
+def count_judged_right(client: TorchServeClient, entry: ModelEntry, samples: list[Sample], answers: list) -> int:
+    """How many of a generator's answers hold only images its served judge labels as requested."""
+    right = 0
+    for sample, (status, answer) in zip(samples, answers):
+        images = answer["images"] if status == 200 else []
+        labels = [client.predict(entry.judge, data=base64.b64decode(image)).json()["label"] for image in images]
+        right += bool(images) and all(str(label) == sample.expected for label in labels)
+    return right
 
 
 def main(argv=None) -> None:
@@ -29,7 +44,8 @@ def main(argv=None) -> None:
         entry = CATALOG[model]
         samples = entry.heldout_requests(args.count)
         answers = send_all(client, model, samples)
-        correct = count_correct(samples, answers)
+        correct = (count_judged_right(client, entry, samples, answers) if entry.is_generator
+                   else count_correct(samples, answers))
         print(f"{model}: {correct}/{len(samples)} held-out {entry.unit} answered right ({correct / len(samples):.0%})")
         for index in np.linspace(0, len(samples) - 1, args.examples).astype(int):
             status, answer = answers[index]

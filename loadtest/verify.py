@@ -6,13 +6,18 @@ For each model of the catalog that the server has, the raw held-out samples (PNG
 go to the running server over HTTP, and the exported state_dict runs eagerly on the same
 examples prepared by the training pipeline's own dataset code (`offline_heldout` of its training
 module). Both must give the same label on every sample and the same probability for it within
-1e-4. One line per model, and every figure in --out; exit status 1 on any difference.
+1e-4. A generator's held-out requests ({"digit", "count", "seed"}) must be answered with the
+eager generator's images, pixel for pixel within one grey level; its served accuracy is the share
+of them its judge (the mnist classifier) labels as the requested digit. One line per model, and
+every figure in --out; exit status 1 on any difference.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime
+import io
 import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -20,12 +25,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from deploy.client import DEFAULT_KEY_FILE, TorchServeClient
 from training.catalog import CATALOG, REPO, ModelEntry
 from training.heldout import Sample, evenly_spread
 
 PROBABILITY_TOLERANCE = 1e-4
+PIXEL_TOLERANCE = 1  # grey levels: TorchScript and another batch shape may round a pixel the other way
 
 
 def top_answer(answer) -> tuple[str, float]:
@@ -61,6 +68,8 @@ class Verdict:
     max_probability_delta: float
     served_accuracy: float
     failures: list[str]
+    compared: str = "labels agree"              # what agrees between served and offline
+    delta: str = "|p_served - p_offline|"       # and what max_probability_delta measures
 
     @property
     def passed(self) -> bool:
@@ -68,12 +77,45 @@ class Verdict:
 
     def line(self) -> str:
         return (f"{self.model:10s} {self.count:5d} held-out {self.unit}: "
-                f"labels agree {self.labels_agree}/{self.count}, "
-                f"max |p_served - p_offline| {self.max_probability_delta:.1e}, served accuracy "
+                f"{self.compared} {self.labels_agree}/{self.count}, "
+                f"max {self.delta} {self.max_probability_delta:.1e}, served accuracy "
                 f"{self.served_accuracy:.1%}  {'OK' if self.passed else 'FAIL: ' + '; '.join(self.failures[:3])}")
 
 
+def decode_images(answer: dict) -> np.ndarray:
+    """A generator's JSON answer -> its images as uint8 (N, 28, 28)."""
+    return np.stack([np.asarray(Image.open(io.BytesIO(base64.b64decode(image)))) for image in answer["images"]])
+
+
+def verify_generator(client: TorchServeClient, entry: ModelEntry, artifact_dir: Path,
+                     limit: int | None = None) -> Verdict:
+    training = entry.training()
+    generator = training.offline_generator(artifact_dir)
+    judge = training.Judge(Path(artifact_dir).parent / entry.judge)
+    samples = entry.heldout_requests(limit)
+    answers = send_all(client, entry.name, samples)
+    agree, worst, correct, failures = 0, 0, 0.0, []
+    for index, (sample, (status, answer)) in enumerate(zip(samples, answers)):
+        if status != 200:
+            failures.append(f"request {index}: HTTP {status} {answer}")
+            continue
+        request = json.loads(sample.body)
+        served = decode_images(answer)
+        offline = training.generate(generator, request["digit"], request["count"], request["seed"])
+        delta = int(np.abs(served.astype(int) - offline.astype(int)).max())
+        worst = max(worst, delta)
+        agree += delta <= PIXEL_TOLERANCE
+        if delta > PIXEL_TOLERANCE:
+            failures.append(f"request {index}: served images differ from offline by {delta} grey levels")
+        labels, _ = judge.labels_and_features(served)
+        correct += float((labels == int(sample.expected)).mean())
+    return Verdict(entry.name, entry.unit, len(samples), agree, worst, correct / max(len(samples), 1), failures,
+                   compared="images equal", delta="|pixel_served - pixel_offline|")
+
+
 def verify_model(client: TorchServeClient, entry: ModelEntry, artifact_dir: Path, limit: int | None = None) -> Verdict:
+    if entry.is_generator:
+        return verify_generator(client, entry, artifact_dir, limit)
     offline = entry.training().offline_heldout(artifact_dir)
     chosen = evenly_spread(np.arange(len(offline.samples)), limit)
     samples = [offline.samples[i] for i in chosen]

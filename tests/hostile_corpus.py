@@ -125,8 +125,39 @@ def text_cases(model: str, settings: dict) -> list[HostileCase]:
     ]
 
 
+def params_cases(model: str, settings: dict) -> list[HostileCase]:
+    """For a generator of {"digit", "count", "seed"} whose model-config `handler:` section is `settings`."""
+    max_count, as_json = settings["max_count"], {"Content-Type": "application/json"}
+
+    def request(name, body, status, words, headers=as_json):
+        return HostileCase(name, model, body if isinstance(body, bytes) else json.dumps(body).encode(), status,
+                           words, headers)
+    return [
+        request("empty-body", b"", 400, "empty body"),
+        request("not-json", b"seven, please", 400, "not valid JSON", {"Content-Type": "text/plain"}),
+        request("invalid-utf8", b'{"digit": "\xff"}', 400, "not valid", {}),
+        request("png-instead-of-json", encode(noise_image((28, 28), "L")), 400, "not valid", {"Content-Type": "image/png"}),
+        request("json-list", [7, 4], 400, "expected a JSON object"),
+        request("json-deeply-nested", b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
+        request("unknown-field", {"digit": 7, "colour": "red"}, 400, "unknown field(s) colour"),
+        request("digit-10", {"digit": 10}, 400, "digit must be at most 9"),
+        request("digit-negative", {"digit": -1}, 400, "digit must be at least 0"),
+        request("digit-as-string", {"digit": "7"}, 400, "digit must be an integer"),
+        request("digit-fractional", {"digit": 7.5}, 400, "digit must be an integer"),
+        request("digit-boolean", {"digit": True}, 400, "digit must be an integer"),
+        request("count-zero", {"count": 0}, 400, "count must be at least 1"),
+        request("count-over-limit", {"count": max_count + 1}, 413, f"count must be at most {max_count}"),
+        request("count-a-billion", {"count": 10**9}, 413, f"count must be at most {max_count}"),
+        request("count-huge-integer", {"count": 10**400}, 413, f"count must be at most {max_count}"),
+        request("seed-negative", {"seed": -5}, 400, "seed must be at least 0"),
+        request("seed-over-63-bits", {"seed": 2**64}, 400, "seed must be at most"),
+        request("accept-only-jpeg", {"digit": 1}, 406, "cannot answer", {**as_json, "Accept": "image/jpeg"}),
+        HostileCase("over-max-request-size", model, b" " * (4 * 1024 * 1024 + 1), 413, "", as_json),
+    ]
+
+
 # One builder per input kind (training/catalog.py `input_kind`).
-CASE_BUILDERS = {"image": image_cases, "text": text_cases}
+CASE_BUILDERS = {"image": image_cases, "text": text_cases, "params": params_cases}
 
 
 def hostile_cases(entry) -> list[HostileCase]:

@@ -60,7 +60,8 @@ def archive(name: str, artifacts: Path, store: Path, model_config: Path | None =
         shutil.copytree(REPO / "handlers", staging / "handlers",
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "config"))
         extra = [str(staging)] + [str(path) for path in sorted(model_dir.glob("*.json"))]
-        if name in CATALOG:  # (not the test-only variants of tests/integration/test_faults.py)
+        # (not the test-only variants of tests/integration/test_faults.py, nor a model without v2)
+        if name in CATALOG and CATALOG[name].speaks_v2:
             oip_metadata = staging / "oip_metadata.json"
             oip_metadata.write_text(json.dumps(CATALOG[name].handler_class().signature.metadata(), indent=2))
             extra.append(str(oip_metadata))

@@ -103,36 +103,35 @@ def plot_confusion_matrix(logits: torch.Tensor, targets: torch.Tensor, class_nam
     plt.close(fig)
 
 
-def export_model(model: nn.Module, name: str, out_dir: Path, test_loader, class_names: list[str],
-                 metadata: dict, parity_batches=None) -> dict:
-    """Write the artifacts of a trained model and return its metadata.
-
-    `parity_batches` are model inputs for the parity check; by default the first three test batches.
-    """
+def export_torchscript(model: nn.Module, name: str, out_dir: Path, parity_batches) -> float:
+    """Write `<name>_state_dict.pt` and `<name>.torchscript.pt`; answer the parity check's largest delta."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.eval().cpu()
-
     torch.save(model.state_dict(), out_dir / f"{name}_state_dict.pt")
     scripted_path = out_dir / f"{name}.torchscript.pt"
     torch.jit.save(torch.jit.script(model), scripted_path)
-    scripted = torch.jit.load(scripted_path, map_location="cpu")
+    return check_parity(model, torch.jit.load(scripted_path, map_location="cpu"), parity_batches)
 
+
+def write_metadata(out_dir: Path, name: str, record: dict) -> dict:
+    """metadata.json: the model's figures with its provenance (time, commit, package versions)."""
+    record = {"model": name, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "git_commit": git_commit(), "packages": package_versions(), **record}
+    (Path(out_dir) / "metadata.json").write_text(json.dumps(record, indent=2))
+    return record
+
+
+def export_model(model: nn.Module, name: str, out_dir: Path, test_loader, class_names: list[str],
+                 metadata: dict, parity_batches=None) -> dict:
+    """Write the artifacts of a trained classifier and return its metadata.
+
+    `parity_batches` are model inputs for the parity check; by default the first three test batches.
+    """
     if parity_batches is None:
         parity_batches = [inputs for inputs, _ in list(test_loader)[:3]]
-    max_delta = check_parity(model, scripted, parity_batches)
-
+    max_delta = export_torchscript(model, name, out_dir, parity_batches)
     logits, targets = predict(model, test_loader, torch.device("cpu"))
-    plot_confusion_matrix(logits, targets, class_names, out_dir / "confusion_matrix.png")
-    record = {
-        "model": name,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": git_commit(),
-        "packages": package_versions(),
-        "classes": class_names,
-        "test": classification_metrics(logits, targets),
-        "torchscript_parity_max_abs_delta": max_delta,
-        **metadata,
-    }
-    (out_dir / "metadata.json").write_text(json.dumps(record, indent=2))
-    return record
+    plot_confusion_matrix(logits, targets, class_names, Path(out_dir) / "confusion_matrix.png")
+    return write_metadata(out_dir, name, {"classes": class_names, "test": classification_metrics(logits, targets),
+                                          "torchscript_parity_max_abs_delta": max_delta, **metadata})

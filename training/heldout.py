@@ -9,16 +9,15 @@ pipeline's own dataset code: what "served equals offline" is checked against.
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
+from handlers.transforms.images import png_bytes  # noqa: F401 (the training modules' encoder of held-out PNGs)
 from training.engine import predict
 
 
@@ -34,12 +33,6 @@ class OfflineHeldout:
     samples: list[Sample]
     probabilities: torch.Tensor  # (len(samples), classes): the eager model, offline
     class_names: list[str]
-
-
-def png_bytes(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def json_text(text: str) -> bytes:

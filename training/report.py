@@ -10,7 +10,9 @@ optimised variants of each model fill `<!-- figures:variants -->`, the last `mak
 (loadtest/results/verify.json) `<!-- figures:verify -->`, the last
 `make docker-test` (loadtest/results/containers.json) `<!-- figures:containers -->` and the last
 full `make bench` (loadtest/results/bench.json) `<!-- figures:bench -->` and, from its protocol
-runs, `<!-- figures:protocols -->`.
+runs, `<!-- figures:protocols -->`, and from its generator runs `<!-- figures:generation -->`.
+A generator's shipped sample grid and loss curves are copied to training/results/<model>/, where
+the README shows them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +68,7 @@ def variants_table(artifacts: Path) -> str:
     """Each model's fp32 and optimised variants (training/optimize.py) and which one ships."""
     lines = ["| model | variant | held-out accuracy | model-only examples/s (1 thread) | speed-up | batch dependence | "
              "shipped |", "|---|---|---:|---:|---:|---:|---|"]
-    for model in CATALOG:
+    for model in (name for name, entry in CATALOG.items() if not entry.is_generator):
         record = json.loads((artifacts / model / "metadata.json").read_text())
         variants = record.get("variants")
         if not variants:
@@ -85,8 +88,14 @@ def verify_table(path: Path) -> str:
     report = json.loads(path.read_text())
     lines = [f"| `make verify`, {report['date'][:10]} | held-out samples | labels agree | "
              f"max \\|p_served − p_offline\\| | served accuracy |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {row['model']} | {row['count']:,} {row['unit']} | {row['labels_agree']:,} / {row['count']:,} | "
-              f"{row['max_probability_delta']:.1e} | {percent(row['served_accuracy'])} |" for row in report["models"]]
+    for row in report["models"]:
+        if row.get("compared", "labels agree") == "labels agree":
+            lines.append(f"| {row['model']} | {row['count']:,} {row['unit']} | {row['labels_agree']:,} / {row['count']:,} "
+                         f"| {row['max_probability_delta']:.1e} | {percent(row['served_accuracy'])} |")
+        else:  # a generator: its requests' images, pixel for pixel; accuracy as its judge labels them
+            lines.append(f"| {row['model']} | {row['count']:,} requests | images equal: {row['labels_agree']:,} / "
+                         f"{row['count']:,} | pixels: {row['max_probability_delta']:.0f} grey levels | "
+                         f"{percent(row['served_accuracy'])} as its judge labels them |")
     return "\n".join(lines)
 
 
@@ -107,6 +116,26 @@ def protocols_table(path: Path) -> str:
                   f"{row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['generator_cpu_share']:.0%} | {row['errors']} |"
                   for transport, row in figures["transports"].items()]
     return "\n".join(lines)
+
+
+def generation_table(path: Path) -> str:
+    """A generator's images per second served vs in process, from bench.json "generation"."""
+    report = json.loads(path.read_text())
+    lines = ["| generator | images per request | served images/s (peak) | at concurrency | p50 ms, concurrency 1 | "
+             "in-process images/s | served / in-process |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, figures in report["generation"].items():
+        lines += [f"| {name} (measured {figures['date'][:10]}) | {images} | {row['peak_images_per_s']:,.0f} | "
+                  f"{row['peak_concurrency']} | {row['p50_ms_at_concurrency_1']:.1f} | "
+                  f"{row['inprocess_images_per_s']:,.0f} | {row['served_over_inprocess']:.2f} |"
+                  for images, row in figures["images_per_request"].items()]
+    return "\n".join(lines)
+
+
+def publish_generator_figures(artifacts: Path, model: str) -> None:
+    published = REPO / "training" / "results" / model
+    published.mkdir(parents=True, exist_ok=True)
+    for name in ("samples.png", "history.png"):
+        shutil.copyfile(artifacts / model / name, published / name)
 
 
 def bench_table(path: Path) -> str:
@@ -223,6 +252,8 @@ def main(argv=None) -> None:
             raise SystemExit(f"no {args.artifacts / model}/metadata.json: run `make train` first")
         generated = table(model, records)
         readme = update(readme, model, generated)
+        if CATALOG[model].is_generator:
+            publish_generator_figures(args.artifacts, model)
         print(generated + "\n")
     readme = update(readme, "variants", variants_table(args.artifacts))
     verified = REPO / "loadtest" / "results" / "verify.json"
@@ -236,6 +267,8 @@ def main(argv=None) -> None:
         readme = update(readme, "bench", bench_table(benchmarked))
         if "transports" in json.loads(benchmarked.read_text()):
             readme = update(readme, "protocols", protocols_table(benchmarked))
+        if json.loads(benchmarked.read_text()).get("generation"):
+            readme = update(readme, "generation", generation_table(benchmarked))
     args.readme.write_text(readme)
     print(f"updated {args.readme}")
 

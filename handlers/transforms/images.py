@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import warnings
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from handlers.transforms.errors import InputError
@@ -87,3 +88,10 @@ def to_grayscale(image: Image.Image, background: int = 0) -> Image.Image:
 def to_rgb(image: Image.Image, background: int = 0) -> Image.Image:
     """Any mode -> 'RGB', with transparency and 16-bit treated as in `to_grayscale`."""
     return image if image.mode == "RGB" else _convert(image, "RGB", background)
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """uint8 pixels (H, W) or (H, W, C) as a PNG file."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -85,7 +85,7 @@ def test_a_binary_request_whose_sizes_disagree_is_refused():
 
 
 def test_metadata_and_answers_agree_for_every_model(artifacts):
-    for name, entry in CATALOG.items():
+    for name, entry in ((name, entry) for name, entry in CATALOG.items() if entry.speaks_v2):
         metadata = entry.handler_class().signature.metadata()
         assert [t["datatype"] for t in metadata["inputs"]] == ["BYTES"], name
         assert all(set(t) == {"name", "datatype", "shape"} for t in metadata["inputs"] + metadata["outputs"]), name
