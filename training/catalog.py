@@ -133,7 +133,8 @@ CATALOG: dict[str, ModelEntry] = {entry.name: entry for entry in [
                                    "--head-epochs", "4", "--finetune-epochs", "3"),
                latency_bound_ms=100.0),
     ModelEntry("digitgen", "handlers.digitgen:DigitgenHandler", unit="images", input_kind="params",
-               fast_training_args=("--epochs", "10", "--limit", "1600", "--quality-per-class", "100", "--threads", "2"),
+               fast_training_args=("--epochs", "12", "--limit", "1600", "--lr", "8e-4", "--quality-per-class", "100",
+                                  "--threads", "2"),
                kind="generator", judge="mnist"),
 ]}
 
