@@ -28,6 +28,8 @@ def parse_request(payload, max_count: int, random_seed) -> tuple[int, int, int]:
     """A JSON request body (bytes, str or already parsed) -> (digit, count, seed). A missing seed
     is `random_seed()`; a missing digit is drawn from the seed, so the answer's seed repeats it."""
     if isinstance(payload, (bytes, bytearray, str)):
+        if not payload.strip():
+            raise InputError('empty body: send JSON such as {"digit": 7, "count": 4, "seed": 123}')
         try:
             payload = json.loads(payload)
         except UnicodeDecodeError:

@@ -58,7 +58,9 @@ def test_hostile_requests_mixed_into_batches_leave_neighbours_unaffected(server,
         responses = list(pool.map(lambda r: client.predict(model, data=r[0], headers=r[1]), interleaved))
     assert [r.status_code for r in responses] == [status for _, _, status in interleaved]
     for response, request in zip(responses, interleaved):
-        if request is good:
+        if request is good and CATALOG[model].is_generator:  # the same seed: the same images
+            assert response.json() == expected
+        elif request is good:
             assert top_answer(response.json())[0] == top_answer(expected)[0]
     assert server.worker_pids(model) == pids
 

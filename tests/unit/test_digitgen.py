@@ -15,6 +15,7 @@ from ts.context import RequestProcessor
 from handlers.digitgen import DigitgenHandler, wants_png
 from handlers.transforms import generation
 from handlers.transforms.errors import InputError
+from loadtest.handler_driver import handler_context
 from tests.handler_context import initialized, statuses
 from training import digitgen
 from training.catalog import CATALOG
@@ -31,8 +32,14 @@ def pixels_of(answer: dict) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def generator_handler(artifacts):
-    return initialized(DigitgenHandler, artifacts / "digitgen", "digitgen", batch=4)
+def handler(artifacts):
+    return initialized(DigitgenHandler, artifacts / "digitgen", "digitgen", batch=4)[0]
+
+
+@pytest.fixture
+def context(artifacts):
+    """A fresh context per batch, as a worker builds one per batch (statuses, headers)."""
+    return handler_context(artifacts / "digitgen", "digitgen", batch_size=4)
 
 
 def test_a_small_training_run_draws_digits_the_mnist_classifier_recognises(metadata):
@@ -82,14 +89,12 @@ def test_diversity_is_zero_for_copies_and_grows_with_differences():
     ({"seed": -1}, 400, "seed must be at least 0"),
     ({"seed": None, "size": 3}, 400, "unknown field(s) size"),
 ])
-def test_bad_parameters_get_a_message_naming_them(generator_handler, fields, status, words):
-    handler, context = generator_handler
+def test_bad_parameters_get_a_message_naming_them(handler, context, fields, status, words):
     answer = handler.handle([request(**fields)], context)[0]
     assert statuses(context, 1) == [status] and words in answer["message"], answer
 
 
-def test_one_bad_request_in_a_batch_fails_alone(generator_handler):
-    handler, context = generator_handler
+def test_one_bad_request_in_a_batch_fails_alone(handler, context):
     answers = handler.handle([request(digit=3, count=2, seed=1), request(digit=11), {"body": bytearray(b"{")},
                               request(digit=5, seed=2)], context)
     assert statuses(context, 4) == [200, 400, 400, 200]
@@ -98,16 +103,14 @@ def test_one_bad_request_in_a_batch_fails_alone(generator_handler):
     assert alone == answers[0]
 
 
-def test_the_same_seed_gives_the_same_bytes_and_another_seed_other_images(generator_handler):
-    handler, context = generator_handler
+def test_the_same_seed_gives_the_same_bytes_and_another_seed_other_images(handler, context):
     first, again, other = handler.handle([request(digit=7, count=3, seed=123), request(digit=7, count=3, seed=123),
                                           request(digit=7, count=3, seed=124)], context)
     assert first == again and first["seed"] == 123
     assert not np.array_equal(pixels_of(first), pixels_of(other))
 
 
-def test_a_missing_seed_and_digit_are_drawn_and_named_so_the_answer_can_be_repeated(generator_handler):
-    handler, context = generator_handler
+def test_a_missing_seed_and_digit_are_drawn_and_named_so_the_answer_can_be_repeated(handler, context):
     drawn = handler.handle([request(count=2)], context)[0]
     assert 0 <= drawn["digit"] <= 9 and 0 <= drawn["seed"] <= generation.MAX_SEED
     assert handler.handle([request(count=2, seed=drawn["seed"])], context)[0] == drawn
@@ -115,19 +118,14 @@ def test_a_missing_seed_and_digit_are_drawn_and_named_so_the_answer_can_be_repea
     assert len(seeds) == 5
 
 
-def test_accept_image_png_answers_one_grid_png(generator_handler):
-    handler, context = generator_handler
+def test_accept_image_png_answers_one_grid_png(handler, context):
     as_json = handler.handle([request(digit=4, count=5, seed=9)], context)[0]
     assert context.get_response_content_type(0) == "application/json"  # no Accept header: JSON
-    plain = context.request_processor[0]
     context.request_processor[0] = RequestProcessor({"Accept": "image/png"})
-    try:
-        grid_png = handler.handle([request(digit=4, count=5, seed=9)], context)[0]
-        assert context.get_response_content_type(0) == "image/png"
-    finally:
-        context.request_processor[0] = plain
+    grid_png = handler.handle([request(digit=4, count=5, seed=9)], context)[0]
+    assert context.get_response_content_type(0) == "image/png"
     grid = np.asarray(Image.open(io.BytesIO(grid_png)))
-    assert grid.shape == (2 * 28 + 2, 3 * 28 + 2)  # 5 images: 3 columns, 2 rows, 2-pixel gaps
+    assert grid.shape == (2 * 28 + 2, 3 * 28 + 2 * 2)  # 5 images: 3 columns, 2 rows, 2-pixel gaps
     assert np.array_equal(grid[:28, 30:58], pixels_of(as_json)[1])
 
 

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from training.catalog import CATALOG
-
-CLASSIFIERS = [name for name, entry in CATALOG.items() if not entry.is_generator]  # a generator ships fp32
 from training.optimize import (ACCURACY_GATE_POINTS, FP32, INT8, QuantizationPlan, batch_dependence, candidates,
                                shipped_file, verdict)
+
+CLASSIFIERS = [name for name, entry in CATALOG.items() if not entry.is_generator]  # a generator ships fp32
 
 
 @pytest.mark.parametrize("accuracy, dependence, passes", [
