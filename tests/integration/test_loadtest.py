@@ -4,6 +4,7 @@ and well-formed. Speed is never asserted here; the numbers come from `make bench
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -172,3 +173,17 @@ def test_quick_bench_measures_the_three_protocols_against_one_server(quick_bench
                for row in protocols.values()), protocols
     assert protocols["predictions"]["over_predictions"] == 1
     assert "| mnist | v2_grpc |" in (quick_bench / "bench.md").read_text()
+
+
+def test_the_bench_measures_a_generators_images_per_second_served_and_in_process(artifacts, tmp_path):
+    generator = next(name for name, entry in CATALOG.items() if entry.is_generator)
+    mode = dataclasses.replace(bench.MODES["quick"], seconds=1, levels=(1, 4))
+    figures = bench.measure_generation(generator, artifacts, mode, tmp_path)
+    assert list(figures["images_per_request"]) == [str(images) for images in bench.IMAGES_PER_REQUEST]
+    for images, row in figures["images_per_request"].items():
+        assert [level["concurrency"] for level in row["levels"]] == [1, 4]
+        assert all(level["errors"] == 0 and level["throughput_rps"] > 0 for level in row["levels"])
+        peak = max(row["levels"], key=lambda level: level["throughput_rps"])
+        assert row["peak_images_per_s"] == pytest.approx(int(images) * peak["throughput_rps"])
+        assert row["inprocess_images_per_s"] > 0
+        assert row["served_over_inprocess"] == pytest.approx(row["peak_images_per_s"] / row["inprocess_images_per_s"])
