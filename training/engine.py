@@ -240,6 +240,7 @@ def fit_gan(generator: nn.Module, discriminator: nn.Module, train_set: Dataset, 
     device = prepare_device(config)
     generator.to(device)
     discriminator.to(device)
+
     def moving_average(average: torch.Tensor, current: torch.Tensor, steps) -> torch.Tensor:
         decay = min(config.ema_decay, (1 + steps) / (10 + steps))  # short runs: early weights fade fast
         return average + (current - average) * (1 - decay)
