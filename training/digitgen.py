@@ -221,7 +221,8 @@ def figures_table(records: list[tuple[int, dict]]) -> str:
                      f"{quality['frechet_distance_real_train_vs_heldout']:.1f} | {training['cpu_seconds'] / 60:.1f} |")
     quality = records[0][1]["quality"]
     lines += ["", f"The shipped run, digit by digit ({quality['generated_per_class']:,} generated digits per class "
-              f"against {quality['real_heldout_digits']:,} held-out real digits):", "",
+              f"against {quality['real_heldout_digits']:,} held-out real digits, of which the judge labels "
+              f"{100 * quality['judge_accuracy_on_real_heldout']:.1f} % right):", "",
               "| digit | class fidelity | diversity: generated | real | generated / real |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {digit} | {100 * row['fidelity']:.1f} % | {row['diversity']:.2f} | {row['real_diversity']:.2f} | "
               f"{row['diversity_ratio']:.2f} |" for digit, row in quality["per_digit"].items()]
