@@ -4,7 +4,7 @@
 drawn from the seed, and the answer names both, so the same seed repeats the same images.
 `count` runs from 1 to the model-config's `max_count`. The answer is JSON {"digit", "seed",
 "images": [base64 PNG, ...]} (28x28, white ink on black, MNIST's convention), or with
-`Accept: image/png` one PNG of the images side by side. The examples of several requests
+`Accept: image/png` one PNG of the images side by side, with headers X-Digit and X-Seed. The examples of several requests
 share the generator's batch, each request's images computed from its own noise.
 """
 
@@ -58,7 +58,9 @@ class DigitgenHandler(ServingHandler):
 
     def answer(self, idx, answers, form):
         pixels = np.stack(answers)
-        if form["png"]:
+        if form["png"]:  # the digit and seed travel as headers: a drawn seed stays repeatable
             self.context.set_response_content_type(idx, PNG)
+            self.context.set_response_header(idx, "X-Digit", str(form["digit"]))
+            self.context.set_response_header(idx, "X-Seed", str(form["seed"]))
             return png_bytes(generation.grid(pixels))
         return generation.response(form["digit"], form["seed"], pixels)

@@ -34,6 +34,7 @@ def test_the_same_seed_gives_the_same_bytes_over_http(client):
 def test_accept_image_png_gets_one_png_grid_of_the_right_size(client):
     response = generate(client, {"Accept": "image/png"}, digit=2, count=16, seed=5)
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("image/png")
+    assert (response.headers["X-Digit"], response.headers["X-Seed"]) == ("2", "5")
     grid = Image.open(io.BytesIO(response.content))
     assert grid.format == "PNG" and grid.size == (4 * 30 - 2, 4 * 30 - 2)
     images = decode_images(generate(client, digit=2, count=16, seed=5).json())

@@ -79,13 +79,16 @@ def scrape(server) -> Samples:
 
 
 def settled_scrape(server, until=lambda samples: True) -> Samples:
-    """A scrape that `until` accepts and that no line still in flight changes (stable for 0.5 s)."""
+    """A scrape that `until` accepts and whose handler metrics no line still in flight changes
+    (stable for 0.5 s). Only the handler's series are compared: each scrape is itself a request
+    that the frontend's Requests2XX counts."""
     deadline, previous = time.monotonic() + RELAY_TIMEOUT_S, None
     while time.monotonic() < deadline:
         samples = scrape(server)
-        if samples == previous and until(samples):
+        handler_series = {key: value for key, value in samples.items() if key[0].startswith("Handler")}
+        if handler_series == previous and until(samples):
             return samples
-        previous = samples
+        previous = handler_series
         time.sleep(0.5)
     return samples
 
