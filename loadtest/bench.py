@@ -24,6 +24,7 @@ A generator (catalog kind) gets none of the above but its own figures, `generati
 second at 1 and 16 images per request, served by ours (closed loop at each concurrency level)
 against its handler driven in process in the served layout; `--generation-only` measures just
 these into an existing bench.json.
+`--servers ours previous` (any subset) measures only those servers, for a quick comparison.
 Every ratio in bench.json is computed here; bench.md and the README's table come from bench.json.
 """
 
@@ -202,7 +203,8 @@ def measure_litserve(name: str, artifacts: Path, workdir: Path, bodies: BodyFile
                 "latency_bounded": latency_bounded(server, name, bodies, levels, mode)}
 
 
-def measure_model(name: str, artifacts: Path, mode: Mode, workdir: Path, previous: Path | None) -> dict:
+def measure_model(name: str, artifacts: Path, mode: Mode, workdir: Path, previous: Path | None,
+                  servers: tuple[str, ...] = SERVERS) -> dict:
     entry = CATALOG[name]
     batch, _, _ = served_batching(name)
     bodies = BodyFiles(entry.heldout_requests(64))
@@ -211,14 +213,15 @@ def measure_model(name: str, artifacts: Path, mode: Mode, workdir: Path, previou
     figures = {"unit": entry.unit, "latency_bound_ms": entry.latency_bound_ms,
                "inprocess": measure_inprocess(name, artifacts, mode),
                "stages_us": stage_microseconds(name, artifacts / name, batch), "servers": {}}
-    sources = {"ours": artifacts, "fp32": artifacts, "stock": artifacts}
-    if previous and (previous / name / "metadata.json").exists():
+    sources = {label: artifacts for label in ("ours", "fp32", "stock") if label in servers}
+    if "previous" in servers and previous and (previous / name / "metadata.json").exists():
         sources["previous"] = previous
     try:
         for label, source in sources.items():
             figures["servers"][label] = measure_torchserve(label, name, source, workdir / label, bodies,
                                                            long_bodies, mode)
-        figures["servers"]["litserve"] = measure_litserve(name, artifacts, workdir / "litserve", bodies, mode)
+        if "litserve" in servers:
+            figures["servers"]["litserve"] = measure_litserve(name, artifacts, workdir / "litserve", bodies, mode)
     finally:
         for files in (bodies, long_bodies):
             if files:
@@ -244,7 +247,7 @@ def ratios(models: dict) -> dict:
                 theirs = peak_throughput(figures, baseline)  # 0: it answered nothing (a smoke run's warm-up)
                 result[f"{name}_ours_over_{baseline}"] = ours / theirs if theirs else None
         bounded = servers["ours"]["latency_bounded"]["rate_rps"]
-        for baseline in BOUNDED[1:]:
+        for baseline in (label for label in BOUNDED[1:] if label in servers):
             theirs = servers[baseline]["latency_bounded"]["rate_rps"]  # 0: no rate kept the bound
             result[f"{name}_bounded_ours_over_{baseline}"] = bounded / theirs if theirs else None
         result[f"{name}_gateway_over_direct"] = servers["ours"]["through_gateway"]["gateway_over_direct"]
@@ -288,12 +291,16 @@ def measure_transports(models: list[str], artifacts: Path, mode: Mode, workdir: 
 
 
 def run(models: list[str], artifacts: Path, mode_name: str, workdir: Path, seconds: float | None = None,
-        levels: tuple[int, ...] | None = None, previous: Path | None = None, cold_start: bool = True) -> dict:
+        levels: tuple[int, ...] | None = None, previous: Path | None = None, cold_start: bool = True,
+        servers: tuple[str, ...] = SERVERS, transports: bool = True) -> dict:
+    """`servers`: the servers to measure ("ours" always); the README's run measures them all, with
+    the cold start and the protocols."""
     mode = MODES[mode_name]
     mode = dataclasses.replace(mode, seconds=seconds or mode.seconds, levels=tuple(levels or mode.levels))
     require_wrk()
     generators = [name for name in models if CATALOG[name].is_generator]
-    results = {name: measure_model(name, artifacts, mode, workdir / name, previous) for name in models
+    servers = ("ours", *(label for label in servers if label != "ours"))
+    results = {name: measure_model(name, artifacts, mode, workdir / name, previous, servers) for name in models
                if name not in generators}
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "mode": mode_name, "machine": machine(),
@@ -303,7 +310,8 @@ def run(models: list[str], artifacts: Path, mode_name: str, workdir: Path, secon
     if cold_start:
         store = build_store(artifacts, workdir / "cold-start" / "store", models, stock=False)
         report["cold_start"] = coldstart.measure_runs(store, models, workdir / "cold-start", mode.cold_start_runs)
-    report["transports"] = measure_transports(models, artifacts, mode, workdir / "transports")
+    if transports:
+        report["transports"] = measure_transports(models, artifacts, mode, workdir / "transports")
     report["generation"] = {name: measure_generation(name, artifacts, mode, workdir / name) for name in generators}
     return report
 
@@ -335,10 +343,10 @@ def markdown(report: dict) -> str:
     lines += ["", "| model | latency bound (p99) | ours req/s | stock req/s | LitServe (best) req/s | "
               "open-loop generator CPU at ours' rate |", "|---|---:|---:|---:|---:|---:|"]
     for name, figures in report["models"].items():
-        bounded = {label: figures["servers"][label]["latency_bounded"] for label in BOUNDED}
-        generator = bounded["ours"]["generator_cpu_share_at_result"]
-        lines.append(f"| {name} | {figures['latency_bound_ms']:g} ms | {bounded['ours']['rate_rps']:.0f} | "
-                     f"{bounded['stock']['rate_rps']:.0f} | {bounded['litserve']['rate_rps']:.0f} | "
+        rates = [f"{figures['servers'][label]['latency_bounded']['rate_rps']:.0f}" if label in figures["servers"]
+                 else "not measured" for label in BOUNDED]
+        generator = figures["servers"]["ours"]["latency_bounded"]["generator_cpu_share_at_result"]
+        lines.append(f"| {name} | {figures['latency_bound_ms']:g} ms | {' | '.join(rates)} | "
                      f"{'no rate passed' if generator is None else f'{generator:.1%}'} |")
     lines += ["", "| model | stage | µs per example |", "|---|---|---:|"]
     for name, figures in report["models"].items():
@@ -350,7 +358,7 @@ def markdown(report: dict) -> str:
     lines += ["", "| model | LitServe configuration | peak req/s |", "|---|---|---:|"]
     for name, figures in report["models"].items():
         lines += [f"| {name} | {point['label']} | {point['peak_rps']:.0f} |"
-                  for point in figures["servers"]["litserve"]["sweep"]]
+                  for point in figures["servers"].get("litserve", {}).get("sweep", [])]
     lines += ["", "| model | open loop at 70 % of peak: offered req/s | answered req/s | p50 ms | p99 ms | p99/p50 |",
               "|---|---:|---:|---:|---:|---:|"]
     for name, figures in report["models"].items():
@@ -420,7 +428,7 @@ def plot(report: dict, path: Path) -> None:
         for key, style in (("p50_ms", "o-"), ("p95_ms", "s-"), ("p99_ms", "^-")):
             row[1].plot([lv["concurrency"] for lv in levels], [lv[key] for lv in levels], style,
                         label=f"ours {key[:3]}")
-        lit = figures["servers"]["litserve"]["levels"]
+        lit = figures["servers"].get("litserve", {}).get("levels", [])
         row[1].plot([lv["concurrency"] for lv in lit], [lv["p99_ms"] for lv in lit], "^:", label="litserve p99")
         row[1].set(xscale="log", yscale="log", xlabel="concurrent connections", ylabel="latency ms",
                    title=f"{name}: latency percentiles")
@@ -449,6 +457,8 @@ def main(argv=None) -> None:
     parser.add_argument("--levels", type=int, nargs="+", default=None, help="override the concurrency levels")
     parser.add_argument("--previous", type=Path, default=None,
                         help="artifacts of an earlier version of the models, served by this service in the same run")
+    parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS),
+                        help="the servers to measure (ours always); default: all of them")
     parser.add_argument("--transports-only", action="store_true",
                         help="measure only the protocols, into the existing bench.json of --out")
     parser.add_argument("--generation-only", action="store_true",
@@ -469,7 +479,8 @@ def main(argv=None) -> None:
                 report["generation"] = {name: measure_generation(name, args.artifacts, mode, Path(workdir) / name)
                                         for name in models if CATALOG[name].is_generator}
         else:
-            report = run(models, args.artifacts, args.mode, Path(workdir), args.seconds, args.levels, args.previous)
+            report = run(models, args.artifacts, args.mode, Path(workdir), args.seconds, args.levels, args.previous,
+                         servers=tuple(args.servers))
     write_outputs(report, out)
     print(markdown(report))
     print(f"wrote {out}/bench.json, bench.md, bench.png")
