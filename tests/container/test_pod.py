@@ -96,10 +96,16 @@ def readme_curl_examples() -> list[str]:
     return [line.strip() for line in block.replace("\\\n", " ").splitlines() if line.strip().startswith("curl ")]
 
 
-def run_curl(command: str, base_url: str, key: str, folder: Path) -> dict | list:
+def run_curl(command: str, base_url: str, key: str, folder: Path) -> dict | list | bytes:
+    """The JSON answer, or the bytes of the file an example saves (`-o name`: the generator's PNG)."""
     command = command.replace("http://127.0.0.1:8080", base_url)
     result = subprocess.run(command, shell=True, cwd=folder, env={**os.environ, "KEY": key}, capture_output=True,
                             text=True, timeout=60, check=True)
+    saved = re.search(r" -o (\S+)", command)
+    if saved:
+        body = (folder / saved.group(1)).read_bytes()
+        assert body.startswith(b"\x89PNG\r\n\x1a\n"), (command, body[:200])
+        return body
     return json.loads(result.stdout)
 
 
