@@ -82,7 +82,10 @@ def test_quick_bench_measures_every_server_and_every_closed_loop_figure_is_posit
             continue
         assert math.isfinite(value), path
         if path.endswith(".errors"):
-            assert value == 0, f"{path}: held-out requests must all be answered"
+            # This service must answer every held-out request; a baseline's errors are a measurement
+            # of that baseline (bench.md reports them), not a defect of this service.
+            if not any(f".servers.{label}." in path for label in ("stock", "litserve")):
+                assert value == 0, f"{path}: held-out requests must all be answered"
         elif path.endswith(".other_cpu_share"):
             assert value >= 0, path  # a quiet machine has nothing else running
         else:
