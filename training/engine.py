@@ -298,41 +298,32 @@ def fit_gan(generator: nn.Module, discriminator: nn.Module, train_set: Dataset, 
     return ema_generator.cpu().eval(), history
 
 
-def plot_gan_history(history: GanHistory, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = range(1, len(history.generator_loss) + 1)
-    fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(9, 3.5))
-    loss_ax.plot(epochs, history.discriminator_loss, label="discriminator")
-    loss_ax.plot(epochs, history.generator_loss, label="generator")
-    loss_ax.set(xlabel="epoch", ylabel="loss", title="losses")
-    loss_ax.legend()
-    score_ax.plot(epochs, history.real_score, label="D(real)")
-    score_ax.plot(epochs, history.fake_score, label="D(G(z))")
-    score_ax.set(xlabel="epoch", ylabel="probability", title="discriminator's scores", ylim=(0, 1))
-    score_ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def plot_history(history: History, path: Path) -> None:
+    plot_panels(path, [("loss", "loss", {"train": history.train_loss, "validation": history.val_loss}, None),
+                       ("validation accuracy", "accuracy", {"validation": history.val_accuracy}, None)])
+
+
+def plot_gan_history(history: GanHistory, path: Path) -> None:
+    plot_panels(path, [("losses", "loss", {"discriminator": history.discriminator_loss,
+                                           "generator": history.generator_loss}, None),
+                       ("discriminator's scores", "probability", {"D(real)": history.real_score,
+                                                                   "D(G(z))": history.fake_score}, (0, 1))])
+
+
+def plot_panels(path: Path, panels: list[tuple[str, str, dict[str, list[float]], tuple | None]]) -> None:
+    """Per-epoch curves side by side: each panel is (title, y label, {curve label: values}, y limits)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = range(1, len(history.train_loss) + 1)
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(9, 3.5))
-    loss_ax.plot(epochs, history.train_loss, label="train")
-    loss_ax.plot(epochs, history.val_loss, label="validation")
-    loss_ax.set(xlabel="epoch", ylabel="loss", title="loss")
-    loss_ax.legend()
-    acc_ax.plot(epochs, history.val_accuracy, color="tab:green")
-    acc_ax.set(xlabel="epoch", ylabel="accuracy", title="validation accuracy")
+    fig, axes = plt.subplots(1, len(panels), figsize=(9, 3.5))
+    for axis, (title, ylabel, curves, ylim) in zip(axes, panels):
+        for label, values in curves.items():
+            axis.plot(range(1, len(values) + 1), values, label=label)
+        axis.set(xlabel="epoch", ylabel=ylabel, title=title, ylim=ylim)
+        if len(curves) > 1:
+            axis.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
