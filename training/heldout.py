@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from handlers.transforms.images import png_bytes  # noqa: F401 (the training modules' encoder of held-out PNGs)
 from training.engine import predict
 
 

@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 import torch
+
 from handlers.transforms.errors import InputError
 from handlers.transforms.images import png_bytes
 

@@ -1,6 +1,5 @@
 """The digit generator: its training run, its quality measures, and its handler called directly."""
 
-import base64
 import io
 import json
 
@@ -16,6 +15,7 @@ from handlers.digitgen import DigitgenHandler, wants_png
 from handlers.transforms import generation
 from handlers.transforms.errors import InputError
 from loadtest.handler_driver import handler_context
+from loadtest.verify import decode_images
 from tests.handler_context import initialized, statuses
 from training import digitgen
 from training.catalog import CATALOG
@@ -25,10 +25,6 @@ MAX_COUNT = CATALOG["digitgen"].handler_settings()["max_count"]
 
 def request(**fields) -> dict:
     return {"body": bytearray(json.dumps(fields).encode())}
-
-
-def pixels_of(answer: dict) -> np.ndarray:
-    return np.stack([np.asarray(Image.open(io.BytesIO(base64.b64decode(image)))) for image in answer["images"]])
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +103,7 @@ def test_the_same_seed_gives_the_same_bytes_and_another_seed_other_images(handle
     first, again, other = handler.handle([request(digit=7, count=3, seed=123), request(digit=7, count=3, seed=123),
                                           request(digit=7, count=3, seed=124)], context)
     assert first == again and first["seed"] == 123
-    assert not np.array_equal(pixels_of(first), pixels_of(other))
+    assert not np.array_equal(decode_images(first), decode_images(other))
 
 
 def test_a_missing_seed_and_digit_are_drawn_and_named_so_the_answer_can_be_repeated(handler, context):
@@ -130,7 +126,7 @@ def test_accept_image_png_answers_one_grid_png(handler, context):
     assert (headers["X-Digit"], headers["X-Seed"]) == ("4", "9")
     grid = np.asarray(Image.open(io.BytesIO(grid_png)))
     assert grid.shape == (2 * 28 + 2, 3 * 28 + 2 * 2)  # 5 images: 3 columns, 2 rows, 2-pixel gaps
-    assert np.array_equal(grid[:28, 30:58], pixels_of(as_json)[1])
+    assert np.array_equal(grid[:28, 30:58], decode_images(as_json)[1])
 
 
 @pytest.mark.parametrize("accept, png", [(None, False), ("*/*", False), ("application/json", False),

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from handlers.transforms.images import png_bytes
 from training.data.splits import Splits, fingerprint
-from training.heldout import Sample, evenly_spread, png_bytes
+from training.heldout import Sample, evenly_spread
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / "data_cache"

