@@ -268,11 +268,11 @@ def measure_generation(name: str, artifacts: Path, mode: Mode, workdir: Path) ->
             inprocess = images * inprocess_throughput(name, artifacts / name, batch, workers, 1,
                                                       mode.inprocess_seconds, samples)
             best = peak(levels)
+            served = images * best["throughput_rps"]
             figures[str(images)] = {
-                "levels": levels, "peak_images_per_s": images * best["throughput_rps"],
-                "peak_concurrency": best["concurrency"], "p50_ms_at_concurrency_1": levels[0]["p50_ms"],
-                "inprocess_images_per_s": inprocess,
-                "served_over_inprocess": images * best["throughput_rps"] / inprocess}
+                "levels": levels, "peak_images_per_s": served, "peak_concurrency": best["concurrency"],
+                "p50_ms_at_concurrency_1": levels[0]["p50_ms"], "inprocess_images_per_s": inprocess,
+                "served_over_inprocess": served / inprocess}
     return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "cold_start_s": server.cold_start_s, "batch_size": batch, "workers": workers,
             "images_per_request": figures}

@@ -263,11 +263,12 @@ def main(argv=None) -> None:
     if containers.exists():
         readme = update(readme, "containers", containers_table(containers))
     benchmarked = REPO / "loadtest" / "results" / "bench.json"
-    if benchmarked.exists() and json.loads(benchmarked.read_text())["mode"] == "full":
+    bench = json.loads(benchmarked.read_text()) if benchmarked.exists() else {}
+    if bench.get("mode") == "full":
         readme = update(readme, "bench", bench_table(benchmarked))
-        if "transports" in json.loads(benchmarked.read_text()):
+        if "transports" in bench:
             readme = update(readme, "protocols", protocols_table(benchmarked))
-        if json.loads(benchmarked.read_text()).get("generation"):
+        if bench.get("generation"):
             readme = update(readme, "generation", generation_table(benchmarked))
     args.readme.write_text(readme)
     print(f"updated {args.readme}")
