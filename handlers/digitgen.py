@@ -4,8 +4,9 @@
 drawn from the seed, and the answer names both, so the same seed repeats the same images.
 `count` runs from 1 to the model-config's `max_count`. The answer is JSON {"digit", "seed",
 "images": [base64 PNG, ...]} (28x28, white ink on black, MNIST's convention), or with
-`Accept: image/png` one PNG of the images side by side, with headers X-Digit and X-Seed. The examples of several requests
-share the generator's batch, each request's images computed from its own noise.
+`Accept: image/png` one PNG of the images side by side, with headers X-Digit and X-Seed. The
+examples of several requests share the generator's batch, each request's images computed from
+its own noise.
 """
 
 import secrets

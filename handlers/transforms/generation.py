@@ -90,7 +90,8 @@ def grid(pixels: np.ndarray, columns: int | None = None, gap: int = 2) -> np.nda
     canvas = np.zeros((rows * (side + gap) - gap, columns * (side + gap) - gap), dtype=np.uint8)
     for index, digit in enumerate(pixels):
         row, column = divmod(index, columns)
-        canvas[row * (side + gap):row * (side + gap) + side, column * (side + gap):column * (side + gap) + side] = digit
+        top, left = row * (side + gap), column * (side + gap)
+        canvas[top:top + side, left:left + side] = digit
     return canvas
 
 
