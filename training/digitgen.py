@@ -163,13 +163,10 @@ def quality_report(generator: nn.Module, judge: Judge, real_pixels: np.ndarray, 
     per_digit = {}
     for digit in range(generation.NUM_CLASSES):
         mine = requested == digit
+        diversity = mean_pairwise_distance(generated[mine])
         real_diversity = mean_pairwise_distance(real_pixels[real_labels == digit])
-        per_digit[str(digit)] = {
-            "fidelity": float((judged[mine] == digit).mean()),
-            "diversity": mean_pairwise_distance(generated[mine]),
-            "real_diversity": real_diversity,
-        }
-        per_digit[str(digit)]["diversity_ratio"] = per_digit[str(digit)]["diversity"] / real_diversity
+        per_digit[str(digit)] = {"fidelity": float((judged[mine] == digit).mean()), "diversity": diversity,
+                                 "real_diversity": real_diversity, "diversity_ratio": diversity / real_diversity}
     ratios = [figures["diversity_ratio"] for figures in per_digit.values()]
     fidelities = [figures["fidelity"] for figures in per_digit.values()]
     return {
